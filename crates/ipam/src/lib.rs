@@ -1,0 +1,1 @@
+//! IPAM implementations: host-local, static.
