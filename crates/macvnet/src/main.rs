@@ -1,1 +1,100 @@
-fn main() {}
+//! `macvnet`: understand and operate Linux macvlan/macvtap.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+mod draw;
+mod lab;
+mod output;
+
+/// Options every subcommand understands.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Global {
+    /// Print JSON instead of text.
+    #[arg(short = 'j', long = "json", global = true)]
+    pub json: bool,
+    /// Operate inside the named network namespace (/run/netns/NAME), like `ip -n NS`.
+    #[arg(short = 'n', long = "netns", global = true, value_name = "NS")]
+    pub netns: Option<String>,
+    /// More logging on stderr (-v info, -vv debug).
+    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// What every subcommand returns: an exit code, or an error printed as one line.
+pub type CmdResult = anyhow::Result<ExitCode>;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "macvnet",
+    version,
+    about = "Understand and operate Linux macvlan and macvtap",
+    long_about = "macvnet splits one NIC into many virtual NICs, each with its own MAC (macvlan), or hands \
+                  frames to /dev/tapN for VMs (macvtap). It creates and inspects such links in any network \
+                  namespace, checks whether this machine supports them, and reproduces the classic \
+                  two-namespace bridge-mode experiment as a lab."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create, change, delete and show macvlan/macvtap links (iproute2-like grammar).
+    Link(cmd::link::Args),
+    /// Every macvlan/macvtap on this host, in every namespace, as a tree under each parent.
+    Ls(cmd::ls::Args),
+    /// Named network namespaces: add, del, list, exec.
+    Netns(cmd::netns::Args),
+    /// Addresses: add, del, show.
+    Addr(cmd::addr::Args),
+    /// Routes: add, del, show.
+    Route(cmd::route::Args),
+    /// Can macvlan/macvtap work here? Kernel support, devices, privileges, CNI dirs.
+    Doctor(cmd::doctor::Args),
+    /// Build, check and tear down a topology from a TOML file (the seed experiment and more).
+    Lab(cmd::lab::Args),
+    /// Host shim: a bridge-mode macvlan on the host so the host can reach its macvlan children.
+    Shim(cmd::shim::Args),
+    /// Print a shell completion script.
+    Completions(cmd::completions::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.global.verbose);
+    let result = match cli.command {
+        Command::Link(a) => cmd::link::run(a, &cli.global),
+        Command::Ls(a) => cmd::ls::run(a, &cli.global),
+        Command::Netns(a) => cmd::netns::run(a, &cli.global),
+        Command::Addr(a) => cmd::addr::run(a, &cli.global),
+        Command::Route(a) => cmd::route::run(a, &cli.global),
+        Command::Doctor(a) => cmd::doctor::run(a, &cli.global),
+        Command::Lab(a) => cmd::lab::run(a, &cli.global),
+        Command::Shim(a) => cmd::shim::run(a, &cli.global),
+        Command::Completions(a) => cmd::completions::run(a, &cli.global),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("macvnet: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MACVNET_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}

@@ -1,0 +1,10 @@
+//! `macvnet ls` (not written yet).
+
+use crate::{CmdResult, Global};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args, _global: &Global) -> CmdResult {
+    anyhow::bail!("ls: not implemented yet")
+}

@@ -1,0 +1,10 @@
+//! `macvnet netns` (not written yet).
+
+use crate::{CmdResult, Global};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args, _global: &Global) -> CmdResult {
+    anyhow::bail!("netns: not implemented yet")
+}

@@ -1,0 +1,1 @@
+//! SVG pictures of parents, children, modes, namespaces and addresses.

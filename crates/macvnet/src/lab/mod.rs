@@ -1,0 +1,1 @@
+//! Lab: topology files, bring-up, reachability matrix, tear-down.

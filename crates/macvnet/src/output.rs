@@ -1,0 +1,1 @@
+//! Text tables and JSON output shared by subcommands.
