@@ -9,7 +9,11 @@ pub enum Error {
     /// The kernel refused a request: `creating macvlan mv0 on eth9: no such device (ENODEV)`.
     /// `ext_ack` is the kernel's extended-ack text when it sent one.
     #[error("{op}: {}{}", errno_text(*.errno), ext_ack.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
-    Kernel { op: String, errno: Errno, ext_ack: Option<String> },
+    Kernel {
+        op: String,
+        errno: Errno,
+        ext_ack: Option<String>,
+    },
 
     /// An object we looked up does not exist (link by name, namespace by name...).
     #[error("{op}: not found")]
@@ -17,7 +21,11 @@ pub enum Error {
 
     /// A syscall or file operation outside netlink failed (setns, mount, open, sysctl).
     #[error("{op}: {source}")]
-    Io { op: String, #[source] source: std::io::Error },
+    Io {
+        op: String,
+        #[source]
+        source: std::io::Error,
+    },
 
     /// A netlink reply could not be decoded or did not match the request.
     #[error("{op}: bad netlink reply: {detail}")]
@@ -45,7 +53,10 @@ impl Error {
     /// True for ENODEV / ENOENT / ESRCH-like "it is not there" failures.
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. })
-            || matches!(self.errno(), Some(Errno::ENODEV | Errno::ENOENT | Errno::ESRCH | Errno::EADDRNOTAVAIL))
+            || matches!(
+                self.errno(),
+                Some(Errno::ENODEV | Errno::ENOENT | Errno::ESRCH | Errno::EADDRNOTAVAIL)
+            )
     }
 
     /// True when the object already exists (EEXIST).
@@ -54,6 +65,9 @@ impl Error {
     }
 
     pub(crate) fn io(op: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io { op: op.into(), source }
+        Error::Io {
+            op: op.into(),
+            source,
+        }
     }
 }

@@ -14,8 +14,12 @@ impl MacAddr {
         b[0] = (b[0] & 0xfe) | 0x02;
         MacAddr(b)
     }
-    pub fn is_unicast(&self) -> bool { self.0[0] & 1 == 0 }
-    pub fn is_zero(&self) -> bool { self.0 == [0; 6] }
+    pub fn is_unicast(&self) -> bool {
+        self.0[0] & 1 == 0
+    }
+    pub fn is_zero(&self) -> bool {
+        self.0 == [0; 6]
+    }
     pub fn from_slice(b: &[u8]) -> Option<Self> {
         <[u8; 6]>::try_from(b).ok().map(MacAddr)
     }
@@ -29,7 +33,10 @@ fn fill_random(buf: &mut [u8]) {
         }
     }
     // Fallback: time and pid mixed; only used when /dev/urandom is unreadable.
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     let seed = t ^ (std::process::id() as u128) << 64;
     for (i, b) in buf.iter_mut().enumerate() {
         *b = (seed >> (i * 8)) as u8;
@@ -61,7 +68,11 @@ impl FromStr for MacAddr {
 impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
     }
 }
 
@@ -85,6 +96,7 @@ impl<'de> serde::Deserialize<'de> for MacAddr {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     #[test]

@@ -6,7 +6,9 @@ use std::str::FromStr;
 use crate::MacAddr;
 
 /// macvlan/macvtap mode, in the kernel's spelling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Children cannot talk to each other at all.
@@ -23,7 +25,13 @@ pub enum Mode {
 }
 
 impl Mode {
-    pub const ALL: [Mode; 5] = [Mode::Private, Mode::Vepa, Mode::Bridge, Mode::Passthru, Mode::Source];
+    pub const ALL: [Mode; 5] = [
+        Mode::Private,
+        Mode::Vepa,
+        Mode::Bridge,
+        Mode::Passthru,
+        Mode::Source,
+    ];
     /// MACVLAN_MODE_* value.
     pub fn to_kernel(self) -> u32 {
         match self {
@@ -55,7 +63,10 @@ pub struct ParseModeError(pub String);
 impl FromStr for Mode {
     type Err = ParseModeError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Mode::ALL.into_iter().find(|m| m.as_str() == s).ok_or_else(|| ParseModeError(s.to_string()))
+        Mode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| ParseModeError(s.to_string()))
     }
 }
 
@@ -82,7 +93,9 @@ impl FromStr for SourceMacOp {
             "del" => Ok(Self::Del),
             "flush" => Ok(Self::Flush),
             "set" => Ok(Self::Set),
-            _ => Err(format!("unknown source MAC operation {s:?}: expected add, del, flush or set")),
+            _ => Err(format!(
+                "unknown source MAC operation {s:?}: expected add, del, flush or set"
+            )),
         }
     }
 }

@@ -1,0 +1,92 @@
+//! Shared test guards: namespaces named `mvt-<pid>-<n>-<tag>` that delete
+//! themselves (and with them every link inside) on drop.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::{netns, Handle, LinkChange, NetnsRef, Result};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Prints "SKIP <test>: <reason>" to stderr and returns false when not root.
+pub fn require_root(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    eprintln!("SKIP {test}: needs root (network namespaces and links)");
+    false
+}
+
+/// A named test namespace, deleted on drop. Its loopback is up.
+#[derive(Debug)]
+pub struct TestNs {
+    pub name: String,
+    pub ns: NetnsRef,
+}
+
+impl TestNs {
+    /// Creates `mvt-<pid>-<n>-<tag>` and brings `lo` up.
+    pub fn new(tag: &str) -> Result<TestNs> {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!("mvt-{}-{n}-{tag}", std::process::id());
+        let ns = netns::add(&name)?;
+        let guard = TestNs { name, ns };
+        let mut h = guard.handle()?;
+        let lo = h.link_by_name("lo")?;
+        h.set_link(
+            lo.index,
+            &LinkChange {
+                up: Some(true),
+                ..Default::default()
+            },
+        )?;
+        Ok(guard)
+    }
+
+    pub fn handle(&self) -> Result<Handle> {
+        Handle::open(&self.ns)
+    }
+
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T> {
+        netns::run_in(&self.ns, f)
+    }
+}
+
+impl Drop for TestNs {
+    fn drop(&mut self) {
+        if let Err(e) = netns::del(&self.name, true) {
+            eprintln!("cleanup: deleting test namespace {}: {e}", self.name);
+        }
+    }
+}
+
+/// A namespace pair wired by veth: `lan` holds "up0" (peer), `host` holds "eth0" (the parent to put
+/// macvlans on), both up. Addresses none. Returns guards (host, lan).
+pub fn uplink_pair(tag: &str) -> Result<(TestNs, TestNs)> {
+    let host = TestNs::new(tag)?;
+    let lan = TestNs::new(&format!("{tag}-lan"))?;
+    let lan_fd = lan.ns.open()?;
+    let mut h = host.handle()?;
+    h.add_veth("eth0", "up0", Some(std::os::fd::AsFd::as_fd(&lan_fd)))?;
+    let eth0 = h.link_by_name("eth0")?;
+    h.set_link(
+        eth0.index,
+        &LinkChange {
+            up: Some(true),
+            ..Default::default()
+        },
+    )?;
+    let mut l = lan.handle()?;
+    let up0 = l.link_by_name("up0")?;
+    l.set_link(
+        up0.index,
+        &LinkChange {
+            up: Some(true),
+            ..Default::default()
+        },
+    )?;
+    Ok((host, lan))
+}
