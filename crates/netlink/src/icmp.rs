@@ -350,7 +350,6 @@ mod tests {
         assert_ne!(a, b);
     }
 
-    #[cfg(any())] // enabled once crate::testing lands
     fn lo_up(t: &crate::testing::TestNs, up: bool) {
         let mut h = t.handle().unwrap();
         let lo = h.link_by_name("lo").unwrap();
@@ -364,7 +363,6 @@ mod tests {
         .unwrap();
     }
 
-    #[cfg(any())] // enabled once crate::testing lands
     #[test]
     fn ping_loopback_v4() {
         if !crate::testing::require_root("icmp::ping_loopback_v4") {
@@ -394,7 +392,6 @@ mod tests {
         );
     }
 
-    #[cfg(any())] // enabled once crate::testing lands
     #[test]
     fn ping_loopback_v6() {
         if !crate::testing::require_root("icmp::ping_loopback_v6") {
