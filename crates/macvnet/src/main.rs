@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 mod draw;
+mod inventory;
 mod lab;
 mod output;
 
@@ -21,6 +22,39 @@ pub struct Global {
     /// More logging on stderr (-v info, -vv debug).
     #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+}
+
+impl Global {
+    /// The namespace `-n` names: a path when it contains '/', else a name under /run/netns.
+    pub fn ns(&self) -> macvnet_netlink::NetnsRef {
+        match &self.netns {
+            Some(n) if n.contains('/') => macvnet_netlink::NetnsRef::Path(n.into()),
+            Some(n) => macvnet_netlink::NetnsRef::Named(n.clone()),
+            None => macvnet_netlink::NetnsRef::Current,
+        }
+    }
+
+    /// How to name the `-n` namespace in messages.
+    pub fn ns_label(&self) -> String {
+        match &self.netns {
+            Some(n) => n.clone(),
+            None => "current".to_string(),
+        }
+    }
+
+    /// A netlink handle in the `-n` namespace (or the current one).
+    pub fn handle(&self) -> anyhow::Result<macvnet_netlink::Handle> {
+        use anyhow::Context;
+        let ns = self.ns();
+        if let macvnet_netlink::NetnsRef::Named(n) = &ns {
+            // Checked first so a typo reads as "no such namespace", not as an nsfs error.
+            let path = std::path::Path::new(macvnet_netlink::netns::NETNS_RUN_DIR).join(n);
+            if !path.exists() {
+                anyhow::bail!("namespace {n} not found (no {})", path.display());
+            }
+        }
+        macvnet_netlink::Handle::open(&ns).with_context(|| format!("opening netlink in namespace {}", self.ns_label()))
+    }
 }
 
 /// What every subcommand returns: an exit code, or an error printed as one line.
