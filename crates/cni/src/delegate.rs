@@ -1,0 +1,326 @@
+//! Running another plugin (IPAM) the way Go's `pkg/invoke` does: look it up on
+//! `CNI_PATH`, run it with this process's environment plus the request's CNI
+//! variables and an overridden `CNI_COMMAND`, feed the config on stdin, and read a
+//! result (any version) or an error JSON (code passed through) from stdout.
+//! Each run is bounded by a timeout after which the child is killed by pid.
+
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::error::CniError;
+use crate::skel::Request;
+use crate::types::CniResult;
+use crate::version;
+
+/// Default bound on one delegate run.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most stdout/stderr kept from a delegate; the rest is read and dropped.
+pub const MAX_OUTPUT: usize = 4 * 1024 * 1024;
+/// Spawn retries on ETXTBSY (the binary is being written), as Go does.
+const TXTBSY_RETRIES: u32 = 5;
+const POLL: Duration = Duration::from_millis(10);
+
+/// Find `plugin` in `paths`: first regular, executable file named `plugin`.
+/// Errors are Go's messages with code 999 (Go returns a plain error there, which its
+/// skel reports as 999).
+pub fn find_in_path(plugin: &str, paths: &[PathBuf]) -> Result<PathBuf, CniError> {
+    if plugin.is_empty() {
+        return Err(CniError::internal("no plugin name provided"));
+    }
+    if plugin.contains('/') {
+        return Err(CniError::internal(format!("invalid plugin name: {plugin}")));
+    }
+    if paths.is_empty() {
+        return Err(CniError::internal("no paths provided"));
+    }
+    for dir in paths {
+        let full = dir.join(plugin);
+        if let Ok(meta) = std::fs::metadata(&full) {
+            if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+                return Ok(full);
+            }
+        }
+    }
+    let list: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    Err(CniError::internal(format!(
+        "failed to find plugin {plugin:?} in path [{}]",
+        list.join(" ")
+    )))
+}
+
+/// Runs delegate plugins.
+#[derive(Debug, Clone)]
+pub struct Delegate {
+    /// Directories searched for the plugin (`CNI_PATH`).
+    pub paths: Vec<PathBuf>,
+    /// Variables set on the child on top of this process's environment.
+    pub env: Vec<(String, String)>,
+    pub timeout: Duration,
+}
+
+impl Delegate {
+    /// A delegate searching `paths`, inheriting this process's environment only.
+    pub fn new(paths: Vec<PathBuf>) -> Self {
+        Self {
+            paths,
+            env: Vec::new(),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// A delegate passing the request's CNI variables on (the child would inherit them
+    /// from a real plugin process anyway; this also covers [`crate::skel::run_with`]).
+    pub fn from_request(req: &Request) -> Self {
+        let netns = req
+            .netns
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let mut d = Self::new(req.path.clone())
+            .with_env("CNI_CONTAINERID", &req.container_id)
+            .with_env("CNI_NETNS", netns)
+            .with_env("CNI_IFNAME", &req.ifname)
+            .with_env("CNI_ARGS", &req.args_raw)
+            .with_env("CNI_PATH", &req.path_raw);
+        if req.netns_override {
+            d = d.with_env("CNI_NETNS_OVERRIDE", "1");
+        }
+        d
+    }
+
+    /// Builder: set a variable for the child.
+    #[must_use]
+    pub fn with_env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Locate `plugin` on [`Delegate::paths`].
+    pub fn find(&self, plugin: &str) -> Result<PathBuf, CniError> {
+        find_in_path(plugin, &self.paths)
+    }
+
+    /// ADD: the delegate's result, parsed from whatever version it printed. A result
+    /// without `cniVersion` is taken to be the config's version (Go's `fixupResultVersion`).
+    pub fn add(&self, plugin: &str, netconf: &[u8]) -> Result<CniResult, CniError> {
+        let stdout = self.exec(plugin, "ADD", netconf)?;
+        parse_delegate_result(netconf, &stdout)
+    }
+
+    /// DEL.
+    pub fn del(&self, plugin: &str, netconf: &[u8]) -> Result<(), CniError> {
+        self.exec(plugin, "DEL", netconf).map(drop)
+    }
+
+    /// CHECK.
+    pub fn check(&self, plugin: &str, netconf: &[u8]) -> Result<(), CniError> {
+        self.exec(plugin, "CHECK", netconf).map(drop)
+    }
+
+    /// STATUS.
+    pub fn status(&self, plugin: &str, netconf: &[u8]) -> Result<(), CniError> {
+        self.exec(plugin, "STATUS", netconf).map(drop)
+    }
+
+    /// GC.
+    pub fn gc(&self, plugin: &str, netconf: &[u8]) -> Result<(), CniError> {
+        self.exec(plugin, "GC", netconf).map(drop)
+    }
+
+    /// Run `plugin` with `CNI_COMMAND=command`; its stdout on success. On a non-zero
+    /// exit the error JSON it printed is returned as is (its code passed through); with
+    /// no or unparsable output the error has code 0, as in Go's `pluginErr`.
+    pub fn exec(&self, plugin: &str, command: &str, netconf: &[u8]) -> Result<Vec<u8>, CniError> {
+        let path = self.find(plugin)?;
+        let mut child = self.spawn(&path, command)?;
+        let deadline = Instant::now() + self.timeout;
+
+        if let Some(mut stdin) = child.stdin.take() {
+            let data = netconf.to_vec();
+            // A separate writer: a child that does not read stdin must not block us.
+            thread::spawn(move || {
+                let _ = stdin.write_all(&data);
+            });
+        }
+        let (tx, rx) = mpsc::channel::<(bool, Vec<u8>)>();
+        if let Some(out) = child.stdout.take() {
+            spawn_reader(out, true, tx.clone());
+        }
+        if let Some(err) = child.stderr.take() {
+            spawn_reader(err, false, tx.clone());
+        }
+        drop(tx);
+
+        let status = wait_bounded(&mut child, deadline, &path, self.timeout)?;
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        for _ in 0..2 {
+            // Short grace: a grandchild holding the pipes open must not hang us.
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_secs(1));
+            match rx.recv_timeout(left) {
+                Ok((true, b)) => stdout = b,
+                Ok((false, b)) => stderr = b,
+                Err(_) => break,
+            }
+        }
+
+        if status.success() {
+            if !stderr.is_empty() {
+                // Informational only (Go copies it to the caller's stderr).
+                let _ = std::io::stderr().write_all(&stderr);
+            }
+            return Ok(stdout);
+        }
+        Err(plugin_error(status, &stdout, &stderr))
+    }
+
+    fn spawn(&self, path: &Path, command: &str) -> Result<Child, CniError> {
+        let mut attempt = 0;
+        loop {
+            let mut cmd = Command::new(path);
+            cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .env("CNI_COMMAND", command)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            match cmd.spawn() {
+                Ok(child) => return Ok(child),
+                Err(e) if e.kind() == ErrorKind::ExecutableFileBusy && attempt < TXTBSY_RETRIES => {
+                    attempt += 1;
+                    thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => {
+                    return Err(CniError::internal(format!(
+                        "failed to execute plugin {}: {e}",
+                        path.display()
+                    )));
+                }
+            }
+        }
+    }
+}
+
+fn spawn_reader(
+    mut pipe: impl Read + Send + 'static,
+    is_stdout: bool,
+    tx: mpsc::Sender<(bool, Vec<u8>)>,
+) {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = (&mut pipe).take(MAX_OUTPUT as u64).read_to_end(&mut buf);
+        // Drain the rest so the child never blocks on a full pipe.
+        let _ = std::io::copy(&mut pipe, &mut std::io::sink());
+        let _ = tx.send((is_stdout, buf));
+    });
+}
+
+fn wait_bounded(
+    child: &mut Child,
+    deadline: Instant,
+    path: &Path,
+    timeout: Duration,
+) -> Result<ExitStatus, CniError> {
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(status),
+            Ok(None) if Instant::now() >= deadline => {
+                // Child::kill signals this child's pid (SIGKILL), nothing else.
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(CniError::internal(format!(
+                    "plugin {} timed out after {} s and was killed",
+                    path.display(),
+                    timeout.as_secs_f64()
+                )));
+            }
+            Ok(None) => thread::sleep(POLL),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(CniError::internal(format!(
+                    "waiting for plugin {}: {e}",
+                    path.display()
+                )));
+            }
+        }
+    }
+}
+
+/// Go-style text of an exit status ("exit status 1", "signal: killed").
+fn status_text(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit status {c}"),
+        (None, Some(s)) => format!("signal: {s}"),
+        _ => status.to_string(),
+    }
+}
+
+fn plugin_error(status: ExitStatus, stdout: &[u8], stderr: &[u8]) -> CniError {
+    if stdout.iter().all(u8::is_ascii_whitespace) {
+        if stderr.is_empty() {
+            return CniError::new(
+                0,
+                format!(
+                    "netplugin failed with no error message: {}",
+                    status_text(status)
+                ),
+                "",
+            );
+        }
+        return CniError::new(
+            0,
+            format!(
+                "netplugin failed: {:?}: {}",
+                String::from_utf8_lossy(stderr),
+                status_text(status)
+            ),
+            "",
+        );
+    }
+    match CniError::from_json(stdout) {
+        Ok(e) => e,
+        Err(perr) => CniError::new(
+            0,
+            format!(
+                "netplugin failed but error parsing its diagnostic message {:?}: {perr}",
+                String::from_utf8_lossy(stdout)
+            ),
+            "",
+        ),
+    }
+}
+
+/// Parse a delegate's ADD output against the config it was given.
+pub fn parse_delegate_result(netconf: &[u8], stdout: &[u8]) -> Result<CniResult, CniError> {
+    let conf_version = version::decode_version(netconf)?;
+    let mut raw: Value = serde_json::from_slice(stdout)
+        .map_err(|e| CniError::decoding(format!("failed to unmarshal raw result: {e}")))?;
+    if raw.is_null() {
+        raw = Value::Object(serde_json::Map::new());
+    }
+    let result_version = match raw.get("cniVersion") {
+        Some(Value::String(v)) if !v.is_empty() => v.clone(),
+        _ => {
+            if let Value::Object(obj) = &mut raw {
+                obj.insert("cniVersion".into(), Value::String(conf_version.clone()));
+            }
+            conf_version
+        }
+    };
+    CniResult::from_value(&result_version, raw)
+}
