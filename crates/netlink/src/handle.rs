@@ -77,6 +77,24 @@ impl Handle {
         }
     }
 
+    /// `ip route`-like text for error messages.
+    fn describe_route(&mut self, r: &RouteSpec) -> String {
+        let mut s = r.dst.to_string();
+        if let Some(gw) = r.gateway {
+            s.push_str(&format!(" via {gw}"));
+        }
+        if let Some(oif) = r.oif {
+            s.push_str(&format!(" dev {}", self.describe(oif)));
+        }
+        if let Some(src) = r.src {
+            s.push_str(&format!(" src {src}"));
+        }
+        if let Some(m) = r.metric {
+            s.push_str(&format!(" metric {m}"));
+        }
+        s
+    }
+
     // ---- links ----
 
     /// All links in the namespace (one dump).
@@ -213,11 +231,13 @@ impl Handle {
 
     /// Delete a link by index.
     pub fn del_link(&mut self, index: u32) -> Result<()> {
-        let name = self.describe(index);
         let mut msg = LinkMessage::default();
         msg.header.index = index;
-        let op = format!("deleting link {name} in {}", self.ns);
-        self.sock.ack(RouteNetlinkMessage::DelLink(msg), 0, &op)
+        let res = self.sock.ack(RouteNetlinkMessage::DelLink(msg), 0, "");
+        res.map_err(|e| {
+            let name = self.describe(index);
+            retitle(e, format!("deleting link {name} in {}", self.ns))
+        })
     }
 
     /// Apply a change to a live link.
@@ -434,12 +454,15 @@ impl Handle {
                     .scope
                     .unwrap_or(if route.gateway.is_some() { 0 } else { 253 }),
             );
-        let op = format!("adding route {} in {}", describe_route(route), self.ns);
-        self.sock.ack(
+        let res = self.sock.ack(
             RouteNetlinkMessage::NewRoute(msg),
             NLM_F_CREATE | NLM_F_EXCL,
-            &op,
-        )
+            "",
+        );
+        res.map_err(|e| {
+            let what = self.describe_route(route);
+            retitle(e, format!("adding route {what} in {}", self.ns))
+        })
     }
 
     pub fn del_route(&mut self, route: &RouteSpec) -> Result<()> {
@@ -449,8 +472,11 @@ impl Handle {
             .scope
             .map(RouteScope::from)
             .unwrap_or(RouteScope::NoWhere);
-        let op = format!("deleting route {} in {}", describe_route(route), self.ns);
-        self.sock.ack(RouteNetlinkMessage::DelRoute(msg), 0, &op)
+        let res = self.sock.ack(RouteNetlinkMessage::DelRoute(msg), 0, "");
+        res.map_err(|e| {
+            let what = self.describe_route(route);
+            retitle(e, format!("deleting route {what} in {}", self.ns))
+        })
     }
 
     /// Routes of the main table for one family (None = both).
@@ -559,18 +585,4 @@ fn route_message(route: &RouteSpec) -> RouteMessage {
         msg.attributes.push(RouteAttribute::Priority(m));
     }
     msg
-}
-
-fn describe_route(r: &RouteSpec) -> String {
-    let mut s = r.dst.to_string();
-    if let Some(gw) = r.gateway {
-        s.push_str(&format!(" via {gw}"));
-    }
-    if let Some(oif) = r.oif {
-        s.push_str(&format!(" dev ifindex {oif}"));
-    }
-    if let Some(m) = r.metric {
-        s.push_str(&format!(" metric {m}"));
-    }
-    s
 }
