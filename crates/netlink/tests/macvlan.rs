@@ -325,3 +325,35 @@ fn errors_name_op_and_errno() {
     assert!(e.is_not_found(), "{e}");
     assert!(h.link_by_index(9999).unwrap_err().is_not_found());
 }
+
+#[test]
+fn large_dump_spans_datagrams() {
+    if !require_root("large_dump_spans_datagrams") {
+        return;
+    }
+    let (host, _lan) = uplink_pair("many").unwrap();
+    let mut h = host.handle().unwrap();
+    let eth0 = h.link_by_name("eth0").unwrap();
+    // ~1.5 KiB per link message: 120 children need several 32 KiB dump datagrams.
+    for i in 0..120 {
+        h.add_macvlan(&MacvlanSpec {
+            mode: Some(Mode::Bridge),
+            ..spec(&format!("m{i}"), eth0.index)
+        })
+        .unwrap();
+    }
+    let links = h.links().unwrap();
+    assert_eq!(
+        links.iter().filter(|l| l.kind == LinkKind::Macvlan).count(),
+        120
+    );
+    let mut names: Vec<&str> = links.iter().map(|l| l.name.as_str()).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), links.len(), "duplicate links in dump");
+    // The socket is still in step after the dump.
+    assert_eq!(
+        h.link_by_name("m119").unwrap().parent_index,
+        Some(eth0.index)
+    );
+}

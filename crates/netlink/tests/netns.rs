@@ -62,6 +62,10 @@ fn refs_named_path_pid() {
     // The caller's thread did not move.
     assert_ne!(NetnsRef::Current.id().unwrap(), inner);
 
+    // A missing name is a not-found error, from open and from Handle::open.
+    let missing = NetnsRef::Named(format!("mvt-{}-nosuch", std::process::id()));
+    assert!(missing.open().unwrap_err().is_not_found());
+    assert!(Handle::open(&missing).unwrap_err().is_not_found());
     // Not a namespace file.
     assert!(NetnsRef::Path("/etc/hostname".into()).open().is_err());
     assert!(netns::add("bad/name").is_err());
