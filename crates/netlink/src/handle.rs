@@ -442,6 +442,39 @@ impl Handle {
             .collect())
     }
 
+    /// Wait until no address of link `index` is tentative (IPv6 DAD done), polling
+    /// every 50 ms for at most `timeout`, like the CNI reference's SettleAddresses.
+    /// An address whose DAD failed is an `Error::Kernel` with EADDRINUSE.
+    pub fn settle_addrs(&mut self, index: u32, timeout: std::time::Duration) -> Result<()> {
+        let start = std::time::Instant::now();
+        loop {
+            let addrs = self.addrs(Some(index))?;
+            if let Some(bad) = addrs.iter().find(|a| a.dad_failed) {
+                let name = self.describe(index);
+                return Err(Error::Kernel {
+                    op: format!("settling addresses of {name} in {}", self.ns),
+                    errno: Errno::EADDRINUSE,
+                    ext_ack: Some(format!(
+                        "duplicate address detection failed for {}",
+                        bad.addr
+                    )),
+                });
+            }
+            if !addrs.iter().any(|a| a.tentative) {
+                return Ok(());
+            }
+            if start.elapsed() >= timeout {
+                let name = self.describe(index);
+                return Err(Error::Kernel {
+                    op: format!("settling addresses of {name} in {}", self.ns),
+                    errno: Errno::ETIMEDOUT,
+                    ext_ack: Some(format!("addresses still tentative after {:?}", timeout)),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     // ---- routes ----
 
     pub fn add_route(&mut self, route: &RouteSpec) -> Result<()> {

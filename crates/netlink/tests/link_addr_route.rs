@@ -258,6 +258,7 @@ fn addresses_v4_v6() {
     assert!(!a4.tentative);
     let a6 = mine.iter().find(|a| a.addr == v6).unwrap();
     assert_eq!(a6.index, eth0.index);
+    eprintln!("fresh v6 tentative: {}", a6.tentative);
     // Link-local v6 appears too once the carrier is seen (linkwatch is asynchronous).
     let mut ll = false;
     for _ in 0..50 {
@@ -287,6 +288,15 @@ fn addresses_v4_v6() {
             assert!(text.contains("\"broadcast\":\"198.18.0.255\""), "{text}");
         }
     }
+
+    // DAD runs on the fresh v6 address (the veth has carrier), then settles.
+    h.settle_addrs(eth0.index, std::time::Duration::from_secs(10))
+        .unwrap();
+    let settled = h.addrs(Some(eth0.index)).unwrap();
+    assert!(
+        settled.iter().all(|a| !a.tentative && !a.dad_failed),
+        "{settled:?}"
+    );
 
     h.del_addr(eth0.index, v4).unwrap();
     h.del_addr(eth0.index, v6).unwrap();
@@ -361,7 +371,11 @@ fn routes_connected_and_default() {
     assert_eq!(h.default_route_link().unwrap(), None);
     let e = h.del_route(&dflt).unwrap_err();
     assert!(e.errno().is_some(), "{e}");
-    assert!(e.to_string().starts_with("deleting route 0.0.0.0/0 via 198.18.0.1 dev eth0 in mvt-"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("deleting route 0.0.0.0/0 via 198.18.0.1 dev eth0 in mvt-"),
+        "{e}"
+    );
     // Gateway unreachable: no connected route covers it.
     let e = h
         .add_route(&RouteSpec::via(
@@ -430,4 +444,33 @@ fn macvlan_in_other_ns_keeps_arc_fd() {
         names.contains(&"a0".to_string()) && names.contains(&"a1".to_string()),
         "{names:?}"
     );
+}
+
+#[test]
+fn duplicate_v6_fails_dad() {
+    if !require_root("duplicate_v6_fails_dad") {
+        return;
+    }
+    let (host, lan) = uplink_pair("dad").unwrap();
+    let mut h = host.handle().unwrap();
+    let mut l = lan.handle().unwrap();
+    let eth0 = h.link_by_name("eth0").unwrap().index;
+    let up0 = l.link_by_name("up0").unwrap().index;
+    let dup = net("2001:db8:2::99/64");
+    l.add_addr(up0, dup).unwrap();
+    l.settle_addrs(up0, std::time::Duration::from_secs(10))
+        .unwrap();
+    h.add_addr(eth0, dup).unwrap();
+    let e = h
+        .settle_addrs(eth0, std::time::Duration::from_secs(10))
+        .unwrap_err();
+    assert_eq!(e.errno(), Some(nix::errno::Errno::EADDRINUSE), "{e}");
+    assert!(e.to_string().contains("2001:db8:2::99"), "{e}");
+    let a = h
+        .addrs(Some(eth0))
+        .unwrap()
+        .into_iter()
+        .find(|a| a.addr == dup)
+        .unwrap();
+    assert!(a.dad_failed && a.tentative, "{a:?}");
 }
