@@ -1,10 +1,173 @@
-//! `macvnet lab` (not written yet).
+//! `macvnet lab`: build, check, draw and tear down a topology described in a TOML file.
 
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::lab::{build, check, picture, state, topo, LabError};
 use crate::{CmdResult, Global};
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+#[command(after_help = "Examples:
+  macvnet lab run examples/seed.toml            # up, check, down: the tutorial in one command
+  macvnet lab up examples/vepa.toml && macvnet lab check -j examples/vepa.toml
+  macvnet lab down examples/vepa.toml
+  macvnet lab draw examples/seed.toml -o seed.svg
 
-pub fn run(_args: Args, _global: &Global) -> CmdResult {
-    anyhow::bail!("lab: not implemented yet")
+Namespaces are named mvlab-<pid>-<name>; state lives in /run/macvnet/labs (MACVNET_STATE_DIR).
+File format: examples/README.md.")]
+pub struct Args {
+    #[command(subcommand)]
+    pub cmd: LabCmd,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum LabCmd {
+    /// Create the lab's namespaces and links.
+    Up { file: PathBuf },
+    /// Ping every ordered pair of endpoints and compare with what the modes predict.
+    Check { file: PathBuf },
+    /// Delete everything the lab created (also after a failed `up`). Idempotent.
+    Down { file: PathBuf },
+    /// up, check, down; exits with check's status. Down runs even when up or check fails.
+    Run { file: PathBuf },
+    /// Draw the topology as SVG (stdout, or -o FILE).
+    Draw {
+        file: PathBuf,
+        #[arg(short = 'o', long = "output", value_name = "FILE.svg")]
+        output: Option<PathBuf>,
+    },
+    /// Validate the file and print the expected matrix (creates nothing).
+    Validate { file: PathBuf },
+}
+
+pub fn run(args: Args, global: &Global) -> CmdResult {
+    match args.cmd {
+        LabCmd::Up { file } => {
+            let t = topo::load(&file)?;
+            let st = build::up(&t, &file.display().to_string())?;
+            report_up(&st, global)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCmd::Check { file } => {
+            let t = topo::load(&file)?;
+            do_check(&t, global)
+        }
+        LabCmd::Down { file } => {
+            let name = lab_name(&file)?;
+            do_down(&name, global)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCmd::Run { file } => {
+            let t = topo::load(&file)?;
+            let up = build::up(&t, &file.display().to_string());
+            let outcome = match up {
+                Ok(_) => do_check(&t, global),
+                Err(e) => Err(anyhow::Error::new(e).context("lab up failed")),
+            };
+            let down = do_down_quiet(&t.name);
+            match (outcome, down) {
+                (Ok(code), Ok(())) => Ok(code),
+                (Err(e), Ok(())) => Err(e),
+                (Ok(_), Err(d)) => Err(d.context("lab down failed")),
+                (Err(e), Err(d)) => Err(e.context(format!("and lab down failed too: {d:#}"))),
+            }
+        }
+        LabCmd::Draw { file, output } => {
+            let t = topo::load(&file)?;
+            let st = state::load(&t.name).ok().flatten();
+            let svg = crate::draw::render_svg(&picture::picture(&t, st.as_ref()));
+            match output {
+                Some(o) => {
+                    std::fs::write(&o, svg).with_context(|| format!("writing {}", o.display()))?;
+                    if !global.json {
+                        eprintln!("wrote {}", o.display());
+                    }
+                }
+                None => print!("{svg}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCmd::Validate { file } => {
+            let t = topo::load(&file)?;
+            let eps = crate::lab::expect::endpoints(&t);
+            let mut cells = Vec::new();
+            for a in &eps {
+                for b in &eps {
+                    let e = crate::lab::expect::expect(&t, a, b);
+                    cells.push(serde_json::json!({"from": a.label, "to": b.label, "expected": e.reach, "why": e.why}));
+                }
+            }
+            if global.json {
+                crate::output::print_json(&serde_json::json!({"lab": t.name, "valid": true, "cells": cells}))?;
+            } else {
+                println!("{}: valid ({} namespaces, {} uplinks, {} children)", file.display(), t.netns.len(), t.uplinks.len(), t.children.len());
+                for c in &cells {
+                    println!("  {} → {}: {} ({})", c["from"].as_str().unwrap_or(""), c["to"].as_str().unwrap_or(""), if c["expected"] == true { "reply" } else { "no reply" }, c["why"].as_str().unwrap_or(""));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The lab name from a file, even one that no longer validates (so `down` always works).
+fn lab_name(file: &Path) -> anyhow::Result<String> {
+    match topo::load(file) {
+        Ok(t) => Ok(t.name),
+        Err(LabError::Invalid { .. }) => {
+            let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+            let table: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
+            table
+                .get("name")
+                .and_then(|v| v.as_str())
+                .map(String::from)
+                .with_context(|| format!("{}: no lab name", file.display()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn report_up(st: &state::LabState, global: &Global) -> anyhow::Result<()> {
+    if global.json {
+        crate::output::print_json(st)?;
+    } else {
+        let names: Vec<String> = st.namespaces.iter().map(|n| format!("{}={}", n.logical, n.physical)).collect();
+        println!("lab {} is up: {}", st.name, names.join(" "));
+    }
+    Ok(())
+}
+
+fn do_check(t: &topo::Topology, global: &Global) -> CmdResult {
+    let st = state::load(&t.name)?.ok_or_else(|| LabError::NotUp {
+        name: t.name.clone(),
+        path: state::state_path(&t.name).display().to_string(),
+    })?;
+    let r = check::check(t, &st)?;
+    if global.json {
+        crate::output::print_json(&r)?;
+    } else {
+        print!("{}", check::render_text(&r));
+    }
+    Ok(if r.passed() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn do_down(name: &str, global: &Global) -> anyhow::Result<()> {
+    let r = build::down(name)?;
+    if global.json {
+        crate::output::print_json(&r)?;
+    } else if r.nothing_to_do {
+        println!("lab {name}: nothing to do (not up)");
+    } else {
+        println!("lab {name} is down: removed {}", r.removed.join(" "));
+    }
+    Ok(())
+}
+
+/// Down for `lab run`: quiet in JSON mode so stdout stays one document.
+fn do_down_quiet(name: &str) -> anyhow::Result<()> {
+    let r = build::down(name)?;
+    tracing::info!(lab = name, removed = ?r.removed, "lab down");
+    Ok(())
 }

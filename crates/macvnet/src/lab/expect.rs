@@ -1,0 +1,406 @@
+//! Who should reach whom: the expected ICMP matrix, derived from macvlan mode semantics.
+//!
+//! Pure functions of the topology (no kernel access), so they are unit-tested. Comments cite
+//! drivers/net/macvlan.c behaviour.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use macvnet_netlink::{MacAddr, Mode};
+use serde::Serialize;
+
+use super::topo::Topology;
+
+/// What an endpoint is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "role", content = "index")]
+pub enum Role {
+    /// The lan end of uplink N (the gateway).
+    Gateway(usize),
+    /// The parent NIC of uplink N (only when it has an address).
+    Parent(usize),
+    /// Child N.
+    Child(usize),
+}
+
+/// Something with an address that can send and answer pings.
+#[derive(Debug, Clone, Serialize)]
+pub struct Endpoint {
+    /// Short name for the matrix (the link name, `name@netns` when names repeat).
+    pub label: String,
+    pub role: Role,
+    /// Logical namespace.
+    pub netns: String,
+    pub ifname: String,
+    pub addr: IpNet,
+}
+
+/// An expected matrix cell with the reason, for the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Expectation {
+    pub reach: bool,
+    pub why: String,
+}
+
+/// All endpoints: gateways and addressed parents (per uplink), then addressed children.
+pub fn endpoints(t: &Topology) -> Vec<Endpoint> {
+    let mut v = Vec::new();
+    for (i, u) in t.uplinks.iter().enumerate() {
+        if let Some(a) = u.lan.address {
+            v.push(Endpoint {
+                label: u.lan.name.clone(),
+                role: Role::Gateway(i),
+                netns: u.lan.netns.clone(),
+                ifname: u.lan.name.clone(),
+                addr: a,
+            });
+        }
+        if let Some(a) = u.parent.address {
+            v.push(Endpoint {
+                label: u.parent.name.clone(),
+                role: Role::Parent(i),
+                netns: u.parent.netns.clone(),
+                ifname: u.parent.name.clone(),
+                addr: a,
+            });
+        }
+    }
+    for (i, c) in t.children.iter().enumerate() {
+        if let Some(a) = c.address {
+            v.push(Endpoint {
+                label: c.name.clone(),
+                role: Role::Child(i),
+                netns: c.netns.clone(),
+                ifname: c.name.clone(),
+                addr: a,
+            });
+        }
+    }
+    let labels: Vec<String> = v.iter().map(|e| e.label.clone()).collect();
+    for e in &mut v {
+        if labels.iter().filter(|l| **l == e.label).count() > 1 {
+            e.label = format!("{}@{}", e.label, e.netns);
+        }
+    }
+    v
+}
+
+/// A port on an uplink's L2 segment, as seen by the macvlan driver.
+#[derive(Debug, Clone)]
+enum Port {
+    /// The lan end of the veth (or the switch bridge holding the gateway address).
+    Gateway { uplink: usize, mac: Option<MacAddr> },
+    /// The parent's own stack.
+    Parent { uplink: usize, mac: Option<MacAddr> },
+    /// A macvlan/macvtap child (the shim is a bridge-mode macvlan).
+    Child { uplink: usize, mode: Mode, tap: bool, mac: Option<MacAddr>, sources: Vec<MacAddr> },
+}
+
+impl Port {
+    fn uplink(&self) -> usize {
+        match self {
+            Port::Gateway { uplink, .. } | Port::Parent { uplink, .. } | Port::Child { uplink, .. } => {
+                *uplink
+            }
+        }
+    }
+    fn mac(&self) -> Option<MacAddr> {
+        match self {
+            Port::Gateway { mac, .. } | Port::Parent { mac, .. } | Port::Child { mac, .. } => *mac,
+        }
+    }
+}
+
+fn own_port(t: &Topology, e: &Endpoint) -> Port {
+    match e.role {
+        Role::Gateway(u) => Port::Gateway { uplink: u, mac: t.uplinks.get(u).and_then(|x| x.lan.mac) },
+        Role::Parent(u) => Port::Parent { uplink: u, mac: t.uplinks.get(u).and_then(|x| x.parent.mac) },
+        Role::Child(i) => match t.children.get(i) {
+            Some(c) => Port::Child {
+                uplink: c.uplink,
+                mode: c.mode,
+                tap: c.tap,
+                mac: c.mac,
+                sources: c.source_macs.clone(),
+            },
+            None => Port::Parent { uplink: usize::MAX, mac: None },
+        },
+    }
+}
+
+fn shim_port(uplink: usize) -> Port {
+    Port::Child { uplink, mode: Mode::Bridge, tap: false, mac: None, sources: vec![] }
+}
+
+/// Which port the kernel picks to send to `dst` from `e` (longest prefix match over the
+/// endpoint's connected subnet and, for a parent with a shim, the shim's subnet and routes).
+fn route(t: &Topology, e: &Endpoint, dst: IpAddr) -> Option<Port> {
+    let mut best: Option<(u8, Port)> = None;
+    let mut consider = |net: &IpNet, port: Port| {
+        if net.contains(&dst) && best.as_ref().map_or(true, |(len, _)| net.prefix_len() > *len) {
+            best = Some((net.prefix_len(), port));
+        }
+    };
+    consider(&e.addr.trunc(), own_port(t, e));
+    if let Role::Parent(u) = e.role {
+        if let Some(shim) = t.uplinks.get(u).and_then(|x| x.shim.as_ref()) {
+            consider(&shim.address.trunc(), shim_port(u));
+            for r in &shim.routes {
+                consider(r, shim_port(u));
+            }
+        }
+    }
+    best.map(|(_, p)| p)
+}
+
+fn hairpin(t: &Topology, uplink: usize) -> bool {
+    t.uplinks.get(uplink).and_then(|u| u.switch.as_ref()).is_some_and(|s| s.hairpin)
+}
+
+fn passthru_on(t: &Topology, uplink: usize) -> bool {
+    t.children.iter().any(|c| c.uplink == uplink && c.mode == Mode::Passthru)
+}
+
+/// Does a frame from `s` reach `r`'s stack? Err carries the reason it does not.
+fn l2(t: &Topology, s: &Port, r: &Port) -> Result<&'static str, &'static str> {
+    if s.uplink() != r.uplink() {
+        return Err("different uplinks: separate L2 segments, and nothing routes between them");
+    }
+    let u = s.uplink();
+    // macvtap: the driver hands received frames to /dev/tapN (tap_handle_frame), never to the stack.
+    if matches!(r, Port::Child { tap: true, .. }) || matches!(s, Port::Child { tap: true, .. }) {
+        return Err("macvtap: frames go to /dev/tapN, not to the network stack, so no ping answers");
+    }
+    // Source mode: macvlan_handle_frame skips source-mode children in the unicast lookup; they only
+    // get copies of frames whose source MAC is on their list (macvlan_forward_source).
+    if let Port::Child { mode: Mode::Source, sources, .. } = r {
+        if !s.mac().is_some_and(|m| sources.contains(&m)) {
+            return Err("source mode: the sender's MAC is not on the child's source list");
+        }
+    }
+    if let Port::Child { mode: Mode::Source, sources, .. } = s {
+        if !r.mac().is_some_and(|m| sources.contains(&m)) {
+            return Err("source mode: the peer's MAC is not on the child's source list (no replies)");
+        }
+    }
+    match (s, r) {
+        (Port::Gateway { .. }, Port::Parent { .. }) | (Port::Parent { .. }, Port::Gateway { .. }) => {
+            // Passthru: the child's rx handler takes every frame arriving on the parent.
+            if passthru_on(t, u) {
+                Err("passthru: the child takes over every frame of the parent, which has no traffic of its own")
+            } else {
+                Ok("the veth wire between the gateway and the parent")
+            }
+        }
+        (Port::Gateway { .. }, Port::Child { .. }) | (Port::Child { .. }, Port::Gateway { .. }) => {
+            Ok("children share the parent's wire: the LAN reaches every child")
+        }
+        (Port::Parent { .. }, Port::Child { .. }) | (Port::Child { .. }, Port::Parent { .. }) => {
+            // Child frames are queued on the lower device (out to the wire); frames the parent sends
+            // leave on the wire too: neither passes the other's rx path unless the switch reflects them.
+            if hairpin(t, u) {
+                Ok("parent and child meet through the hairpin switch")
+            } else {
+                Err("a macvlan parent and its children never see each other's frames (use a shim)")
+            }
+        }
+        (Port::Child { mode: m1, .. }, Port::Child { mode: m2, .. }) => {
+            if *m1 == Mode::Bridge && *m2 == Mode::Bridge {
+                // macvlan_queue_xmit: bridge-mode sender, bridge-mode destination → delivered in the kernel.
+                Ok("bridge mode: siblings are switched inside the kernel")
+            } else if *m1 == Mode::Private || *m2 == Mode::Private {
+                // Frames whose source is a private sibling are dropped even when they come back.
+                Err("private mode: siblings never talk, not even through a hairpin switch")
+            } else if hairpin(t, u) {
+                Ok("vepa: sibling traffic goes out and the hairpin switch sends it back")
+            } else {
+                Err("sibling traffic goes out to the switch, which does not hairpin it back")
+            }
+        }
+        (Port::Gateway { .. }, Port::Gateway { .. }) | (Port::Parent { .. }, Port::Parent { .. }) => {
+            Ok("same port")
+        }
+    }
+}
+
+/// One leg: `from` sends to `to`'s address. For a parent with a shim, frames can also land on the
+/// shim (it answers ARP for every address of its namespace).
+fn leg(t: &Topology, from: &Endpoint, to: &Endpoint) -> Result<&'static str, String> {
+    let Some(out) = route(t, from, to.addr.addr()) else {
+        return Err(format!(
+            "no route: {} is outside {}'s subnet {}",
+            to.addr.addr(),
+            from.label,
+            from.addr.trunc()
+        ));
+    };
+    let direct = l2(t, &out, &own_port(t, to));
+    if let (Err(_), Role::Parent(u)) = (&direct, to.role) {
+        if t.uplinks.get(u).is_some_and(|x| x.shim.is_some()) {
+            if l2(t, &out, &shim_port(u)).is_ok() {
+                return Ok("the host shim (a bridge-mode macvlan) carries parent-namespace traffic");
+            }
+        }
+    }
+    match (&out, direct) {
+        (Port::Child { .. }, Ok(_)) if matches!(from.role, Role::Parent(_)) => {
+            Ok("the host shim (a bridge-mode macvlan) carries parent-namespace traffic")
+        }
+        (_, r) => r.map_err(String::from),
+    }
+}
+
+/// Expected outcome of pinging `b` from `a` (both from [`endpoints`]).
+pub fn expect(t: &Topology, a: &Endpoint, b: &Endpoint) -> Expectation {
+    let lo = t.lo_up(&a.netns);
+    if a.role == b.role || a.netns == b.netns {
+        // Local addresses are delivered over lo, whatever link carries them.
+        let what = if a.role == b.role { "own address" } else { "same namespace" };
+        return Expectation {
+            reach: lo,
+            why: if lo {
+                format!("{what}: delivered locally over lo")
+            } else {
+                format!("{what}: local delivery needs lo, which is down")
+            },
+        };
+    }
+    if a.addr.addr().is_ipv4() != b.addr.addr().is_ipv4() {
+        return Expectation { reach: false, why: "different address families".into() };
+    }
+    match leg(t, a, b).and_then(|w| leg(t, b, a).map(|_| w)) {
+        Ok(why) => Expectation { reach: true, why: why.into() },
+        Err(why) => Expectation { reach: false, why },
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::super::topo::parse;
+    use super::*;
+
+    fn topo(uplink_extra: &str, parent_extra: &str, children: &[(&str, &str, &str)]) -> Topology {
+        let mut s = String::from(
+            "name = \"t\"\n[[netns]]\nname = \"lan\"\n[[netns]]\nname = \"host\"\n",
+        );
+        for (i, _) in children.iter().enumerate() {
+            s += &format!("[[netns]]\nname = \"ns{i}\"\n");
+        }
+        s += &format!(
+            "[[uplink]]\nlan = {{ netns = \"lan\", name = \"gw0\", address = \"198.18.0.1/24\", mac = \"02:00:00:00:00:01\" }}\n\
+             parent = {{ netns = \"host\", name = \"eth0\", address = \"198.18.0.2/24\"{parent_extra} }}\n{uplink_extra}\n"
+        );
+        for (i, (mode, kind, extra)) in children.iter().enumerate() {
+            s += &format!(
+                "[[child]]\nname = \"c{i}\"\nparent = \"eth0\"\nmode = \"{mode}\"\nkind = \"{kind}\"\n\
+                 netns = \"ns{i}\"\naddress = \"198.18.0.{}/24\"\n{extra}\n",
+                11 + i
+            );
+        }
+        parse(&s, "t.toml").unwrap()
+    }
+
+    /// Matrix as strings "from>to" for the reachable cells.
+    fn reach(t: &Topology) -> Vec<String> {
+        let eps = endpoints(t);
+        let mut v = vec![];
+        for a in &eps {
+            for b in &eps {
+                if expect(t, a, b).reach && a.label != b.label {
+                    v.push(format!("{}>{}", a.label, b.label));
+                }
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn bridge_children_reach_each_other_not_parent() {
+        let t = topo("", "", &[("bridge", "macvlan", ""), ("bridge", "macvlan", "")]);
+        let r = reach(&t);
+        for want in ["c0>c1", "c1>c0", "gw0>c0", "c1>gw0", "gw0>eth0", "eth0>gw0"] {
+            assert!(r.contains(&want.to_string()), "{want} in {r:?}");
+        }
+        assert!(!r.contains(&"eth0>c0".to_string()) && !r.contains(&"c0>eth0".to_string()));
+    }
+
+    #[test]
+    fn private_and_vepa_isolate_siblings_without_hairpin() {
+        for mode in ["private", "vepa"] {
+            let t = topo("", "", &[(mode, "macvlan", ""), (mode, "macvlan", "")]);
+            let r = reach(&t);
+            assert!(!r.contains(&"c0>c1".to_string()), "{mode}");
+            assert!(r.contains(&"gw0>c1".to_string()), "{mode}");
+        }
+    }
+
+    #[test]
+    fn hairpin_switch_joins_vepa_not_private() {
+        let sw = "switch = { hairpin = true }";
+        let t = topo(sw, "", &[("vepa", "macvlan", ""), ("vepa", "macvlan", "")]);
+        assert!(reach(&t).contains(&"c0>c1".to_string()));
+        let t = topo(sw, "", &[("private", "macvlan", ""), ("private", "macvlan", "")]);
+        assert!(!reach(&t).contains(&"c0>c1".to_string()));
+    }
+
+    #[test]
+    fn passthru_parent_is_silent() {
+        let t = topo("", "", &[("passthru", "macvlan", "")]);
+        let r = reach(&t);
+        assert!(r.contains(&"gw0>c0".to_string()));
+        assert!(!r.contains(&"gw0>eth0".to_string()));
+    }
+
+    #[test]
+    fn source_mode_filters_by_sender_mac() {
+        let t = topo(
+            "",
+            "",
+            &[
+                ("source", "macvlan", "source_macs = [\"02:00:00:00:00:01\"]"),
+                ("source", "macvlan", "source_macs = [\"02:00:00:00:00:99\"]"),
+            ],
+        );
+        let r = reach(&t);
+        assert!(r.contains(&"gw0>c0".to_string()));
+        assert!(!r.contains(&"gw0>c1".to_string()));
+    }
+
+    #[test]
+    fn macvtap_answers_nothing_but_self_with_lo() {
+        let t = topo("", "", &[("bridge", "macvtap", ""), ("bridge", "macvlan", "")]);
+        let r = reach(&t);
+        assert!(!r.iter().any(|c| c.contains("c0")), "{r:?}");
+        let eps = endpoints(&t);
+        let c0 = eps.iter().find(|e| e.label == "c0").unwrap();
+        assert!(expect(&t, c0, c0).reach);
+    }
+
+    #[test]
+    fn shim_lets_parent_namespace_reach_children() {
+        let t = topo(
+            "",
+            ", shim = { address = \"198.18.0.3/32\", routes = [\"198.18.0.11/32\"] }",
+            &[("bridge", "macvlan", ""), ("bridge", "macvlan", "")],
+        );
+        let r = reach(&t);
+        assert!(r.contains(&"eth0>c0".to_string()) && r.contains(&"c0>eth0".to_string()), "{r:?}");
+        // No shim route for c1: the parent's connected route wins and frames leave on the wire.
+        assert!(!r.contains(&"eth0>c1".to_string()), "{r:?}");
+    }
+
+    #[test]
+    fn lo_down_breaks_self_ping_and_subnets_matter() {
+        let mut t = topo("", "", &[("bridge", "macvlan", ""), ("bridge", "macvlan", "")]);
+        t.netns.iter_mut().for_each(|n| n.lo_up = n.name != "ns0");
+        let eps = endpoints(&t);
+        let c0 = eps.iter().find(|e| e.label == "c0").unwrap();
+        let c1 = eps.iter().find(|e| e.label == "c1").unwrap();
+        assert!(!expect(&t, c0, c0).reach);
+        assert!(expect(&t, c1, c1).reach);
+        let mut far = c1.clone();
+        far.addr = "198.18.1.12/24".parse().unwrap();
+        assert!(!expect(&t, c0, &far).reach);
+    }
+}

@@ -1,0 +1,82 @@
+//! The state file of a lab that is (partly) up: which physical namespaces it created.
+//!
+//! Written before each creation step, so a crash mid-`up` still leaves a complete list of
+//! what may exist. Namespaces own every link of a lab (nothing is created in the root
+//! namespace), so deleting them is the whole tear-down.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::LabError;
+
+/// Default directory of state files; `MACVNET_STATE_DIR` overrides it (tests use their own).
+pub const STATE_DIR: &str = "/run/macvnet/labs";
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LabState {
+    pub name: String,
+    /// Topology file used for `up`.
+    pub file: String,
+    /// pid of the `macvnet` that ran `up` (it is part of every physical name).
+    pub pid: u32,
+    /// Physical namespaces, in creation order, each recorded just before it is created.
+    pub namespaces: Vec<NsState>,
+    /// True once `up` finished every step.
+    pub complete: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NsState {
+    pub logical: String,
+    pub physical: String,
+}
+
+impl LabState {
+    /// Physical name of a logical namespace.
+    pub fn physical(&self, logical: &str) -> Option<&str> {
+        self.namespaces.iter().find(|n| n.logical == logical).map(|n| n.physical.as_str())
+    }
+}
+
+pub fn state_dir() -> PathBuf {
+    std::env::var_os("MACVNET_STATE_DIR").map_or_else(|| PathBuf::from(STATE_DIR), PathBuf::from)
+}
+
+pub fn state_path(lab: &str) -> PathBuf {
+    state_dir().join(format!("{lab}.json"))
+}
+
+fn err(path: &Path, op: &'static str, detail: impl ToString) -> LabError {
+    LabError::State { path: path.display().to_string(), op, detail: detail.to_string() }
+}
+
+/// Read the state of `lab`; `None` when there is none.
+pub fn load(lab: &str) -> Result<Option<LabState>, LabError> {
+    let path = state_path(lab);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| err(&path, "decoding", e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(err(&path, "reading", e)),
+    }
+}
+
+/// Write atomically (temp file + rename) so a crash never leaves half a file.
+pub fn save(st: &LabState) -> Result<(), LabError> {
+    let path = state_path(&st.name);
+    let dir = state_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| err(&dir, "creating directory", e))?;
+    let tmp = dir.join(format!(".{}.json.{}", st.name, std::process::id()));
+    let text = serde_json::to_string_pretty(st).map_err(|e| err(&path, "encoding", e))?;
+    std::fs::write(&tmp, text).map_err(|e| err(&tmp, "writing", e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| err(&path, "renaming into place", e))
+}
+
+pub fn remove(lab: &str) -> Result<(), LabError> {
+    let path = state_path(lab);
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(err(&path, "removing", e)),
+    }
+}

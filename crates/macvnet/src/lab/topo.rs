@@ -1,0 +1,581 @@
+//! Topology files: TOML parsing with line numbers, and validation before anything is created.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+
+use ipnet::IpNet;
+use macvnet_netlink::{MacAddr, Mode};
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::LabError;
+
+/// A validated lab topology. Names here are logical (as written in the file).
+#[derive(Debug, Clone)]
+pub struct Topology {
+    pub name: String,
+    pub description: String,
+    pub netns: Vec<NsDef>,
+    pub uplinks: Vec<Uplink>,
+    pub children: Vec<Child>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NsDef {
+    pub name: String,
+    pub lo_up: bool,
+}
+
+/// One interface end: where it lives, its name, optional address and MAC.
+#[derive(Debug, Clone)]
+pub struct Iface {
+    pub netns: String,
+    pub name: String,
+    pub address: Option<IpNet>,
+    pub mac: Option<MacAddr>,
+}
+
+/// A Linux bridge in the lan namespace standing for the external switch.
+#[derive(Debug, Clone)]
+pub struct Switch {
+    /// Reflect frames back out of the port they came in on (802.1Qbg VEPA needs it).
+    pub hairpin: bool,
+    /// Name of the veth end enslaved to the bridge (the bridge itself takes `lan.name`).
+    pub port: String,
+}
+
+/// Host shim: a bridge-mode macvlan on the parent, in the parent's namespace.
+#[derive(Debug, Clone)]
+pub struct Shim {
+    pub name: String,
+    pub address: IpNet,
+    pub routes: Vec<IpNet>,
+}
+
+/// A veth pair: `lan` (gateway side) and `parent` (the NIC children hang off).
+#[derive(Debug, Clone)]
+pub struct Uplink {
+    pub lan: Iface,
+    pub parent: Iface,
+    pub switch: Option<Switch>,
+    pub shim: Option<Shim>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Child {
+    pub name: String,
+    /// Index into `Topology::uplinks`.
+    pub uplink: usize,
+    pub tap: bool,
+    pub mode: Mode,
+    pub netns: String,
+    pub address: Option<IpNet>,
+    pub mac: Option<MacAddr>,
+    pub source_macs: Vec<MacAddr>,
+    pub nopromisc: bool,
+}
+
+impl Topology {
+    pub fn ns(&self, name: &str) -> Option<&NsDef> {
+        self.netns.iter().find(|n| n.name == name)
+    }
+    pub fn lo_up(&self, ns: &str) -> bool {
+        self.ns(ns).map_or(true, |n| n.lo_up)
+    }
+}
+
+// ---- raw file shape ----
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    netns: Vec<RawNs>,
+    #[serde(default)]
+    uplink: Vec<RawUplink>,
+    #[serde(default)]
+    child: Vec<RawChild>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNs {
+    name: Spanned<String>,
+    lo: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIface {
+    netns: Spanned<String>,
+    name: Spanned<String>,
+    address: Option<Spanned<String>>,
+    mac: Option<Spanned<String>>,
+    shim: Option<Spanned<RawShim>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShim {
+    name: Option<Spanned<String>>,
+    address: Spanned<String>,
+    #[serde(default)]
+    routes: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSwitch {
+    #[serde(default)]
+    hairpin: bool,
+    port: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUplink {
+    lan: RawIface,
+    parent: RawIface,
+    switch: Option<RawSwitch>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChild {
+    name: Spanned<String>,
+    parent: Spanned<String>,
+    kind: Option<Spanned<String>>,
+    mode: Option<Spanned<String>>,
+    netns: Spanned<String>,
+    address: Option<Spanned<String>>,
+    mac: Option<Spanned<String>>,
+    #[serde(default)]
+    source_macs: Vec<Spanned<String>>,
+    #[serde(default)]
+    nopromisc: bool,
+}
+
+/// Read and validate a topology file.
+pub fn load(path: &Path) -> Result<Topology, LabError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LabError::Read {
+        file: path.display().to_string(),
+        source,
+    })?;
+    parse(&text, &path.display().to_string())
+}
+
+/// Parse and validate topology text; `file` names it in errors.
+pub fn parse(text: &str, file: &str) -> Result<Topology, LabError> {
+    let raw: RawFile = toml::from_str(text).map_err(|e| LabError::Parse {
+        file: file.to_string(),
+        line: e.span().map_or(0, |s| line_of(text, s.start)),
+        msg: e.message().to_string(),
+    })?;
+    Validator { text, file, seen_names: HashMap::new(), seen_addrs: HashMap::new() }.run(raw)
+}
+
+/// 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset).map_or(0, |t| t.bytes().filter(|b| *b == b'\n').count()) + 1
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    file: &'a str,
+    /// (netns, link name) → line of first use.
+    seen_names: HashMap<(String, String), usize>,
+    /// IP → line of first use.
+    seen_addrs: HashMap<IpAddr, usize>,
+}
+
+/// The safety rule: labs use only documentation/benchmark ranges.
+pub fn allowed_net(net: &IpNet) -> bool {
+    const V4: &str = "198.18.0.0/15";
+    const V6: &str = "2001:db8::/32";
+    [V4, V6]
+        .iter()
+        .filter_map(|s| s.parse::<IpNet>().ok())
+        .any(|allowed| allowed.contains(net))
+}
+
+impl Validator<'_> {
+    fn err<T>(&self, span: std::ops::Range<usize>, msg: impl Into<String>) -> Result<T, LabError> {
+        Err(LabError::Invalid {
+            file: self.file.to_string(),
+            line: line_of(self.text, span.start),
+            msg: msg.into(),
+        })
+    }
+
+    fn ident(&self, s: &Spanned<String>, what: &str) -> Result<String, LabError> {
+        let v = s.get_ref();
+        let ok = !v.is_empty()
+            && v.len() <= 32
+            && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !ok {
+            return self.err(
+                s.span(),
+                format!("{what} {v:?}: use 1-32 letters, digits, '-' or '_'"),
+            );
+        }
+        Ok(v.clone())
+    }
+
+    fn link_name(&self, s: &Spanned<String>) -> Result<String, LabError> {
+        let v = s.get_ref();
+        if v.len() > 15 {
+            return self.err(
+                s.span(),
+                format!(
+                    "link name {v:?} is {} bytes; the kernel allows at most 15 (IFNAMSIZ-1)",
+                    v.len()
+                ),
+            );
+        }
+        if v.is_empty()
+            || v == "."
+            || v == ".."
+            || v == "lo"
+            || v.chars().any(|c| c == '/' || c == ':' || c.is_whitespace())
+        {
+            return self.err(s.span(), format!("bad link name {v:?}"));
+        }
+        Ok(v.clone())
+    }
+
+    fn netns_ref(&self, s: &Spanned<String>, known: &[NsDef]) -> Result<String, LabError> {
+        let v = s.get_ref();
+        if !known.iter().any(|n| &n.name == v) {
+            let names: Vec<&str> = known.iter().map(|n| n.name.as_str()).collect();
+            return self.err(
+                s.span(),
+                format!(
+                    "unknown netns {v:?}: declare it with [[netns]] (known: {})",
+                    names.join(", ")
+                ),
+            );
+        }
+        Ok(v.clone())
+    }
+
+    fn claim_name(&mut self, ns: &str, s: &Spanned<String>) -> Result<String, LabError> {
+        let name = self.link_name(s)?;
+        let line = line_of(self.text, s.span().start);
+        if let Some(first) = self.seen_names.insert((ns.to_string(), name.clone()), line) {
+            return self.err(
+                s.span(),
+                format!("duplicate link name {name:?} in netns {ns:?} (first used on line {first})"),
+            );
+        }
+        Ok(name)
+    }
+
+    fn net(&self, s: &Spanned<String>) -> Result<IpNet, LabError> {
+        let v = s.get_ref();
+        let net: IpNet = v.parse().map_err(|_| LabError::Invalid {
+            file: self.file.to_string(),
+            line: line_of(self.text, s.span().start),
+            msg: format!("bad address {v:?}: expected ADDRESS/PREFIX like 198.18.0.11/24"),
+        })?;
+        if !allowed_net(&net.trunc()) {
+            return self.err(
+                s.span(),
+                format!(
+                    "address {v} is outside 198.18.0.0/15 and 2001:db8::/32; labs use only these \
+                     ranges so they can never collide with real networks"
+                ),
+            );
+        }
+        Ok(net)
+    }
+
+    fn address(&mut self, s: &Option<Spanned<String>>) -> Result<Option<IpNet>, LabError> {
+        let Some(s) = s else { return Ok(None) };
+        let net = self.net(s)?;
+        let line = line_of(self.text, s.span().start);
+        if let Some(first) = self.seen_addrs.insert(net.addr(), line) {
+            return self.err(
+                s.span(),
+                format!("duplicate address {} (first used on line {first})", net.addr()),
+            );
+        }
+        Ok(Some(net))
+    }
+
+    fn mac(&self, s: &Spanned<String>) -> Result<MacAddr, LabError> {
+        let m: MacAddr = s.get_ref().parse().map_err(|e| LabError::Invalid {
+            file: self.file.to_string(),
+            line: line_of(self.text, s.span().start),
+            msg: format!("{e}"),
+        })?;
+        if !m.is_unicast() || m.is_zero() {
+            return self.err(s.span(), format!("MAC {m} must be a non-zero unicast address"));
+        }
+        Ok(m)
+    }
+
+    fn iface(&mut self, r: &RawIface, known: &[NsDef]) -> Result<Iface, LabError> {
+        let netns = self.netns_ref(&r.netns, known)?;
+        let name = self.claim_name(&netns, &r.name)?;
+        let address = self.address(&r.address)?;
+        let mac = r.mac.as_ref().map(|m| self.mac(m)).transpose()?;
+        Ok(Iface { netns, name, address, mac })
+    }
+
+    fn run(mut self, raw: RawFile) -> Result<Topology, LabError> {
+        let name = self.ident(&raw.name, "lab name")?;
+        let mut netns: Vec<NsDef> = Vec::new();
+        let mut ns_lines: HashMap<String, usize> = HashMap::new();
+        for n in &raw.netns {
+            let nm = self.ident(&n.name, "netns name")?;
+            let line = line_of(self.text, n.name.span().start);
+            if let Some(first) = ns_lines.insert(nm.clone(), line) {
+                return self.err(
+                    n.name.span(),
+                    format!("duplicate netns {nm:?} (first declared on line {first})"),
+                );
+            }
+            let lo_up = match n.lo.as_ref().map(|l| l.get_ref().as_str()) {
+                None | Some("up") => true,
+                Some("down") => false,
+                Some(other) => {
+                    let span = n.lo.as_ref().map(|l| l.span()).unwrap_or_default();
+                    return self.err(span, format!("lo = {other:?}: expected \"up\" or \"down\""));
+                }
+            };
+            netns.push(NsDef { name: nm, lo_up });
+        }
+
+        let mut uplinks = Vec::new();
+        for (i, u) in raw.uplink.iter().enumerate() {
+            if let Some(shim) = &u.lan.shim {
+                return self.err(shim.span(), "a shim belongs on the parent, not on the lan side");
+            }
+            let lan = self.iface(&u.lan, &netns)?;
+            let switch = match &u.switch {
+                None => None,
+                Some(s) => {
+                    let port = match &s.port {
+                        Some(p) => self.claim_name(&lan.netns, p)?,
+                        None => {
+                            let p = Spanned::new(u.lan.name.span(), format!("swp{i}"));
+                            self.claim_name(&lan.netns, &p)?
+                        }
+                    };
+                    Some(Switch { hairpin: s.hairpin, port })
+                }
+            };
+            let parent = self.iface(&u.parent, &netns)?;
+            if parent.netns == lan.netns {
+                return self.err(
+                    u.parent.netns.span(),
+                    "the parent and the lan side of an uplink must be in different namespaces",
+                );
+            }
+            let shim = match &u.parent.shim {
+                None => None,
+                Some(s) => {
+                    let rs = s.get_ref();
+                    let default_name = Spanned::new(s.span(), "shim0".to_string());
+                    let nm = self.claim_name(&parent.netns, rs.name.as_ref().unwrap_or(&default_name))?;
+                    let address =
+                        self.address(&Some(rs.address.clone()))?.ok_or_else(|| LabError::Invalid {
+                            file: self.file.to_string(),
+                            line: line_of(self.text, s.span().start),
+                            msg: "shim needs an address".into(),
+                        })?;
+                    let routes = rs.routes.iter().map(|r| self.net(r)).collect::<Result<_, _>>()?;
+                    Some(Shim { name: nm, address, routes })
+                }
+            };
+            uplinks.push(Uplink { lan, parent, switch, shim });
+        }
+
+        let mut children: Vec<Child> = Vec::new();
+        for c in &raw.child {
+            let p = c.parent.get_ref();
+            // "eth0" or "host/eth0" when two parents share a name.
+            let (pns, pname) = match p.split_once('/') {
+                Some((a, b)) => (Some(a), b),
+                None => (None, p.as_str()),
+            };
+            let matches: Vec<usize> = uplinks
+                .iter()
+                .enumerate()
+                .filter(|(_, u)| u.parent.name == pname && pns.map_or(true, |n| n == u.parent.netns))
+                .map(|(i, _)| i)
+                .collect();
+            let uplink = match matches.as_slice() {
+                [one] => *one,
+                [] => {
+                    let known: Vec<String> = uplinks
+                        .iter()
+                        .map(|u| format!("{}/{}", u.parent.netns, u.parent.name))
+                        .collect();
+                    return self.err(
+                        c.parent.span(),
+                        format!(
+                            "unknown parent {p:?}: parents are the `parent` ends of [[uplink]] (known: {})",
+                            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                        ),
+                    );
+                }
+                _ => {
+                    return self.err(
+                        c.parent.span(),
+                        format!("parent {p:?} is ambiguous: write NETNS/NAME"),
+                    )
+                }
+            };
+            let tap = match c.kind.as_ref().map(|k| k.get_ref().as_str()) {
+                None | Some("macvlan") => false,
+                Some("macvtap") => true,
+                Some(other) => {
+                    let span = c.kind.as_ref().map(|k| k.span()).unwrap_or_default();
+                    return self.err(span, format!("kind {other:?}: expected macvlan or macvtap"));
+                }
+            };
+            let mode = match &c.mode {
+                // The kernel's default when no mode is given.
+                None => Mode::Vepa,
+                Some(m) => m.get_ref().parse::<Mode>().or_else(|_| {
+                    self.err(
+                        m.span(),
+                        format!(
+                            "bad mode {:?}: valid modes are private, vepa, bridge, passthru, source",
+                            m.get_ref()
+                        ),
+                    )
+                })?,
+            };
+            let ns = self.netns_ref(&c.netns, &netns)?;
+            let name = self.claim_name(&ns, &c.name)?;
+            let address = self.address(&c.address)?;
+            let mac = c.mac.as_ref().map(|m| self.mac(m)).transpose()?;
+            if !c.source_macs.is_empty() && mode != Mode::Source {
+                let span = c.source_macs.first().map(|s| s.span()).unwrap_or_default();
+                return self.err(span, "source_macs only make sense with mode = \"source\"");
+            }
+            let source_macs = c.source_macs.iter().map(|m| self.mac(m)).collect::<Result<_, _>>()?;
+            let mode_span = c.mode.as_ref().map_or(c.name.span(), |m| m.span());
+            if c.nopromisc && mode != Mode::Passthru {
+                return self.err(mode_span, "nopromisc only applies to mode = \"passthru\"");
+            }
+            // The kernel allows a passthru child only alone on its parent.
+            let siblings: Vec<&Child> = children.iter().filter(|o| o.uplink == uplink).collect();
+            if mode == Mode::Passthru && !siblings.is_empty()
+                || siblings.iter().any(|o| o.mode == Mode::Passthru)
+            {
+                let two = mode == Mode::Passthru && siblings.iter().any(|o| o.mode == Mode::Passthru);
+                return self.err(
+                    mode_span,
+                    if two {
+                        format!("two passthru children on parent {p:?}: passthru allows exactly one child")
+                    } else {
+                        format!("parent {p:?} has a passthru child, which must be its only child")
+                    },
+                );
+            }
+            if mode == Mode::Passthru && uplinks.get(uplink).is_some_and(|u| u.shim.is_some()) {
+                return self.err(mode_span, "a passthru parent cannot also carry a shim");
+            }
+            children.push(Child {
+                name,
+                uplink,
+                tap,
+                mode,
+                netns: ns,
+                address,
+                mac,
+                source_macs,
+                nopromisc: c.nopromisc,
+            });
+        }
+        Ok(Topology { name, description: raw.description, netns, uplinks, children })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const SEED: &str = r#"name = "seed"
+[[netns]]
+name = "lan"
+[[netns]]
+name = "host"
+[[netns]]
+name = "ns1"
+[[netns]]
+name = "ns2"
+[[uplink]]
+lan = { netns = "lan", name = "gw0", address = "198.18.0.1/24" }
+parent = { netns = "host", name = "eth0" }
+[[child]]
+name = "mac1"
+parent = "eth0"
+mode = "bridge"
+netns = "ns1"
+address = "198.18.0.11/24"
+[[child]]
+name = "mac2"
+parent = "eth0"
+mode = "bridge"
+netns = "ns2"
+address = "198.18.0.12/24"
+"#;
+
+    fn line_err(text: &str) -> (usize, String) {
+        match parse(text, "t.toml") {
+            Err(LabError::Invalid { line, msg, .. }) | Err(LabError::Parse { line, msg, .. }) => {
+                (line, msg)
+            }
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn seed_parses() {
+        let t = parse(SEED, "seed.toml").unwrap();
+        assert_eq!(t.children.len(), 2);
+        assert_eq!(t.children[1].mode, Mode::Bridge);
+        assert!(t.lo_up("ns1"));
+    }
+
+    #[test]
+    fn errors_carry_lines() {
+        let (l, m) = line_err(&SEED.replace("parent = \"eth0\"\nmode = \"bridge\"\nnetns = \"ns2\"", "parent = \"eth9\"\nmode = \"bridge\"\nnetns = \"ns2\""));
+        assert_eq!(l, 21, "{m}");
+        assert!(m.contains("unknown parent"), "{m}");
+        let (l, m) = line_err(&SEED.replace("198.18.0.12/24", "198.18.0.11/24"));
+        assert_eq!(l, 24);
+        assert!(m.contains("duplicate address") && m.contains("line 18"), "{m}");
+        let (l, m) = line_err(&SEED.replacen("mode = \"bridge\"", "mode = \"bridgy\"", 1));
+        assert_eq!(l, 16);
+        assert!(m.contains("private, vepa, bridge, passthru, source"), "{m}");
+        let (l, m) = line_err(&SEED.replace("\"bridge\"", "\"passthru\""));
+        assert_eq!(l, 22);
+        assert!(m.contains("two passthru"), "{m}");
+        let (l, m) = line_err(&SEED.replace("198.18.0.12/24", "10.0.0.12/24"));
+        assert_eq!(l, 24);
+        assert!(m.contains("outside"), "{m}");
+        let (l, m) = line_err(&SEED.replace("\"mac2\"", "\"a-very-long-name0\""));
+        assert_eq!(l, 20);
+        assert!(m.contains("15"), "{m}");
+        let (l, m) = line_err(&SEED.replace("netns = \"ns2\"", "netns = \"ns3\""));
+        assert_eq!(l, 23);
+        assert!(m.contains("unknown netns"), "{m}");
+        let (l, m) = line_err(&SEED.replace("\"mac2\"", "\"mac1\"").replace("\"ns2\"\naddress", "\"ns1\"\naddress"));
+        assert_eq!(l, 20);
+        assert!(m.contains("duplicate link name"), "{m}");
+        let (_, m) = line_err(&SEED.replace("198.18.0.12/24", "198.18.0.12/8"));
+        assert!(m.contains("outside"), "{m}");
+        let (l, _) = line_err(&format!("{SEED}bogus = 1\n"));
+        assert!(l > 0);
+    }
+}
