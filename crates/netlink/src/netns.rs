@@ -120,6 +120,9 @@ fn nix_io(e: Errno) -> std::io::Error {
 /// Make /run/netns a shared mount point, as iproute2 does, so namespace bind
 /// mounts propagate to other mount namespaces (containers, `ip netns exec`).
 fn prepare_run_dir() -> Result<()> {
+    // Two threads seeing "not a mount point" at once would stack two bind mounts.
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _held = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let op = format!("preparing {NETNS_RUN_DIR}");
     fs::DirBuilder::new()
         .recursive(true)
