@@ -170,7 +170,7 @@ impl Socket {
                             let ext = ext_ack_text(&done.extended_ack);
                             return Err(Error::Kernel {
                                 op: op.to_string(),
-                                errno: Errno::from_raw(-done.code),
+                                errno: Errno::from_raw(done.code.saturating_neg()),
                                 ext_ack: ext,
                             });
                         }
