@@ -53,7 +53,10 @@ pub fn namespaces() -> Vec<Namespace> {
         Err(e) => tracing::warn!("listing /run/netns: {e}"),
     }
     if let Ok(dir) = std::fs::read_dir("/proc") {
-        let mut pids: Vec<u32> = dir.flatten().filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok())).collect();
+        let mut pids: Vec<u32> = dir
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+            .collect();
         pids.sort_unstable();
         for pid in pids {
             let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
@@ -86,25 +89,47 @@ pub struct NsidAsker {
 
 impl NsidAsker {
     pub fn open(ns: &NetnsRef, label: &str) -> Result<Self, InventoryError> {
-        let made = nl::netns::run_in(ns, || Socket::new(NETLINK_ROUTE))
-            .map_err(|source| InventoryError::Enter { ns: label.to_string(), source })?;
-        let mut sock = made.map_err(|source| InventoryError::Socket { ns: label.to_string(), source })?;
-        let sock_err = |source| InventoryError::Socket { ns: label.to_string(), source };
+        let made = nl::netns::run_in(ns, || Socket::new(NETLINK_ROUTE)).map_err(|source| {
+            InventoryError::Enter {
+                ns: label.to_string(),
+                source,
+            }
+        })?;
+        let mut sock = made.map_err(|source| InventoryError::Socket {
+            ns: label.to_string(),
+            source,
+        })?;
+        let sock_err = |source| InventoryError::Socket {
+            ns: label.to_string(),
+            source,
+        };
         sock.bind_auto().map_err(sock_err)?;
         sock.connect(&SocketAddr::new(0, 0)).map_err(sock_err)?;
         let tv = nix::sys::time::TimeVal::new(REPLY_TIMEOUT.as_secs() as i64, 0);
-        nix::sys::socket::setsockopt(&sock.as_fd(), nix::sys::socket::sockopt::ReceiveTimeout, &tv)
-            .map_err(|e| sock_err(std::io::Error::from(e)))?;
-        Ok(NsidAsker { sock, label: label.to_string(), seq: 0 })
+        nix::sys::socket::setsockopt(
+            &sock.as_fd(),
+            nix::sys::socket::sockopt::ReceiveTimeout,
+            &tv,
+        )
+        .map_err(|e| sock_err(std::io::Error::from(e)))?;
+        Ok(NsidAsker {
+            sock,
+            label: label.to_string(),
+            seq: 0,
+        })
     }
 
     /// The id this socket's namespace gives `target`; None when it has assigned none.
     pub fn nsid_of(&mut self, target: BorrowedFd<'_>) -> Result<Option<i32>, InventoryError> {
-        let fd = u32::try_from(target.as_raw_fd())
-            .map_err(|_| InventoryError::Reply { ns: self.label.clone(), detail: "negative fd".into() })?;
+        let fd = u32::try_from(target.as_raw_fd()).map_err(|_| InventoryError::Reply {
+            ns: self.label.clone(),
+            detail: "negative fd".into(),
+        })?;
         self.seq = self.seq.wrapping_add(1);
         let mut req = NsidMessage::default();
-        req.header = NsidHeader { family: AddressFamily::Unspec };
+        req.header = NsidHeader {
+            family: AddressFamily::Unspec,
+        };
         req.attributes = vec![NsidAttribute::Fd(fd)];
         let mut msg = NetlinkMessage::from(RouteNetlinkMessage::GetNsId(req));
         msg.header.flags = NLM_F_REQUEST;
@@ -112,7 +137,10 @@ impl NsidAsker {
         msg.finalize();
         let mut buf = vec![0u8; msg.buffer_len()];
         msg.serialize(&mut buf);
-        let qerr = |source| InventoryError::Query { ns: self.label.clone(), source };
+        let qerr = |source| InventoryError::Query {
+            ns: self.label.clone(),
+            source,
+        };
         self.sock.send(&buf, 0).map_err(qerr)?;
 
         // Skip stale replies (other sequence numbers); bounded by the receive timeout and a count.
@@ -120,8 +148,12 @@ impl NsidAsker {
             let mut rbuf = vec![0u8; 8192];
             let n = self.sock.recv(&mut &mut rbuf[..], 0).map_err(qerr)?;
             let data = rbuf.get(..n).unwrap_or_default();
-            let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(data)
-                .map_err(|e| InventoryError::Reply { ns: self.label.clone(), detail: e.to_string() })?;
+            let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(data).map_err(|e| {
+                InventoryError::Reply {
+                    ns: self.label.clone(),
+                    detail: e.to_string(),
+                }
+            })?;
             if reply.header.sequence_number != self.seq {
                 continue;
             }
@@ -136,14 +168,21 @@ impl NsidAsker {
                 }
                 NetlinkPayload::Error(e) => Err(InventoryError::Query {
                     ns: self.label.clone(),
-                    source: e.code.map(|c| std::io::Error::from_raw_os_error(-c.get())).unwrap_or_else(|| {
-                        std::io::Error::other("unexpected ACK")
-                    }),
+                    source: e
+                        .code
+                        .map(|c| std::io::Error::from_raw_os_error(-c.get()))
+                        .unwrap_or_else(|| std::io::Error::other("unexpected ACK")),
                 }),
-                other => Err(InventoryError::Reply { ns: self.label.clone(), detail: format!("unexpected {other:?}") }),
+                other => Err(InventoryError::Reply {
+                    ns: self.label.clone(),
+                    detail: format!("unexpected {other:?}"),
+                }),
             };
         }
-        Err(InventoryError::Reply { ns: self.label.clone(), detail: "no reply with our sequence number".into() })
+        Err(InventoryError::Reply {
+            ns: self.label.clone(),
+            detail: "no reply with our sequence number".into(),
+        })
     }
 }
 
@@ -156,7 +195,10 @@ pub struct NsidResolver<'a> {
 
 impl<'a> NsidResolver<'a> {
     pub fn new(all: &'a [Namespace]) -> Self {
-        NsidResolver { all, maps: HashMap::new() }
+        NsidResolver {
+            all,
+            maps: HashMap::new(),
+        }
     }
 
     /// Which namespace `from` calls `nsid`.
@@ -170,7 +212,9 @@ impl<'a> NsidResolver<'a> {
 
     fn build(&self, from: usize) -> HashMap<i32, usize> {
         let mut map = HashMap::new();
-        let Some(src) = self.all.get(from) else { return map };
+        let Some(src) = self.all.get(from) else {
+            return map;
+        };
         let mut asker = match NsidAsker::open(&src.ns, &src.label) {
             Ok(a) => a,
             Err(e) => {
@@ -208,7 +252,11 @@ pub fn resolve_foreign(from: &NetnsRef, nsid: i32, parent_index: u32) -> Option<
     let from_idx = match all.iter().position(|n| n.id == from_id) {
         Some(i) => i,
         None => {
-            all.push(Namespace { ns: from.clone(), id: from_id, label: from.to_string() });
+            all.push(Namespace {
+                ns: from.clone(),
+                id: from_id,
+                label: from.to_string(),
+            });
             all.len() - 1
         }
     };

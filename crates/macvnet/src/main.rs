@@ -100,7 +100,10 @@ pub enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     init_tracing(cli.global.verbose);
     let result = match cli.command {
         Command::Link(a) => cmd::link::run(a, &cli.global),
@@ -120,6 +123,29 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Help and version print as clap formats them; usage mistakes become one line on stderr.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    let text = e.render().to_string();
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or("invalid arguments");
+    let mut msg = first.strip_prefix("error: ").unwrap_or(first).to_string();
+    for l in lines {
+        if l.starts_with("[possible values:") || l.starts_with("tip:") {
+            msg.push(' ');
+            msg.push_str(l);
+        }
+    }
+    eprintln!("macvnet: {msg} (see macvnet --help)");
+    ExitCode::from(2)
 }
 
 fn init_tracing(verbose: u8) {

@@ -26,13 +26,21 @@ enum AddrCmd {
     /// Add CIDR to a link.
     #[command(override_usage = "macvnet addr add CIDR dev NAME")]
     Add {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "CIDR dev NAME")]
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "CIDR dev NAME"
+        )]
         words: Vec<String>,
     },
     /// Remove CIDR from a link.
     #[command(override_usage = "macvnet addr del CIDR dev NAME")]
     Del {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "CIDR dev NAME")]
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "CIDR dev NAME"
+        )]
         words: Vec<String>,
     },
     /// Show addresses of every link, or of one (`dev NAME`).
@@ -50,8 +58,20 @@ fn parse_cidr_dev(cmd: &str, words: &[String]) -> anyhow::Result<(IpNet, String)
     let mut dev = None;
     while let Some(w) = it.next() {
         match w.as_str() {
-            "dev" => dev = Some(it.next().ok_or_else(|| anyhow!("{cmd}: `dev` needs a link name"))?.clone()),
-            "local" => cidr = Some(parse_cidr(cmd, it.next().ok_or_else(|| anyhow!("{cmd}: `local` needs an address"))?)?),
+            "dev" => {
+                dev = Some(
+                    it.next()
+                        .ok_or_else(|| anyhow!("{cmd}: `dev` needs a link name"))?
+                        .clone(),
+                )
+            }
+            "local" => {
+                cidr = Some(parse_cidr(
+                    cmd,
+                    it.next()
+                        .ok_or_else(|| anyhow!("{cmd}: `local` needs an address"))?,
+                )?)
+            }
             other if cidr.is_none() => cidr = Some(parse_cidr(cmd, other)?),
             other => bail!("{cmd}: unknown keyword {other:?} (expected CIDR dev NAME)"),
         }
@@ -125,13 +145,23 @@ pub fn run(args: Args, global: &Global) -> CmdResult {
                 Some(d) => Some(index_of(&mut h, C, d, &ns)?),
                 None => None,
             };
-            let names: HashMap<u32, String> =
-                h.links().context("addr show: listing links")?.into_iter().map(|l| (l.index, l.name)).collect();
+            let names: HashMap<u32, String> = h
+                .links()
+                .context("addr show: listing links")?
+                .into_iter()
+                .map(|l| (l.index, l.name))
+                .collect();
             let mut addrs = h.addrs(idx).context("addr show: listing addresses")?;
             addrs.sort_by_key(|a| (a.index, a.addr.addr().is_ipv6()));
             let views: Vec<AddrView> = addrs
                 .into_iter()
-                .map(|a| AddrView { dev: names.get(&a.index).cloned().unwrap_or_else(|| format!("if{}", a.index)), info: a })
+                .map(|a| AddrView {
+                    dev: names
+                        .get(&a.index)
+                        .cloned()
+                        .unwrap_or_else(|| format!("if{}", a.index)),
+                    info: a,
+                })
                 .collect();
             if global.json {
                 output::print_json(&views)?;

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
 use macvnet_netlink as nl;
-use nl::{Handle, LinkChange, LinkInfo, LinkKind, MacAddr, MacvlanSpec, Mode, NetnsRef, SourceMacOp};
+use nl::{
+    Handle, LinkChange, LinkInfo, LinkKind, MacAddr, MacvlanSpec, Mode, NetnsRef, SourceMacOp,
+};
 
 use crate::{inventory, output, CmdResult, Global};
 
@@ -33,14 +35,16 @@ enum LinkCmd {
     )]
     Add {
         /// NAME followed by keywords, as in `ip link add`.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "NAME KEYWORDS")]
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "NAME KEYWORDS"
+        )]
         words: Vec<String>,
     },
     /// Delete a link.
     #[command(after_help = "Examples:\n  macvnet link del mv0\n  macvnet -n ns1 link del mv1")]
-    Del {
-        name: String,
-    },
+    Del { name: String },
     /// Change a live link: up|down, promisc on|off, mtu N, address MAC, name NEW, netns NS.
     #[command(
         override_usage = "macvnet link set NAME [up|down] [promisc on|off] [mtu N] [address MAC] [name NEW] [netns NS]",
@@ -49,7 +53,11 @@ enum LinkCmd {
     )]
     Set {
         name: String,
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "KEYWORDS")]
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "KEYWORDS"
+        )]
         words: Vec<String>,
     },
     /// Edit the source-MAC list of a source-mode child (add, del, flush, set).
@@ -66,7 +74,9 @@ enum LinkCmd {
         macs: Vec<String>,
     },
     /// Show macvlan/macvtap links (or NAME, whatever its kind), like `ip -d link` but focused.
-    #[command(after_help = "Examples:\n  macvnet link show\n  macvnet -n ns1 link show mv1\n  macvnet -j link show mv0")]
+    #[command(
+        after_help = "Examples:\n  macvnet link show\n  macvnet -n ns1 link show mv1\n  macvnet -j link show mv0"
+    )]
     Show {
         name: Option<String>,
         /// Show every link, not only macvlan/macvtap.
@@ -122,11 +132,13 @@ impl<'a> Words<'a> {
     }
     /// The value after keyword `kw`; `expect` says what it should look like.
     fn value(&mut self, kw: &str, expect: &str) -> anyhow::Result<&'a str> {
-        self.next().ok_or_else(|| anyhow!("{}: `{kw}` needs a value ({expect})", self.cmd))
+        self.next()
+            .ok_or_else(|| anyhow!("{}: `{kw}` needs a value ({expect})", self.cmd))
     }
     fn number<T: std::str::FromStr>(&mut self, kw: &str, expect: &str) -> anyhow::Result<T> {
         let v = self.value(kw, expect)?;
-        v.parse().map_err(|_| anyhow!("{}: `{kw}` expects {expect}, got {v:?}", self.cmd))
+        v.parse()
+            .map_err(|_| anyhow!("{}: `{kw}` expects {expect}, got {v:?}", self.cmd))
     }
 }
 
@@ -139,7 +151,11 @@ fn parse_mac(cmd: &str, s: &str) -> anyhow::Result<MacAddr> {
 }
 
 fn parse_mode(cmd: &str, s: &str) -> anyhow::Result<Mode> {
-    s.parse::<Mode>().map_err(|_| anyhow!("{cmd}: unknown mode {s:?}: valid modes are private, vepa, bridge, passthru, source"))
+    s.parse::<Mode>().map_err(|_| {
+        anyhow!(
+            "{cmd}: unknown mode {s:?}: valid modes are private, vepa, bridge, passthru, source"
+        )
+    })
 }
 
 /// Linux interface names: 1..=15 bytes, no '/', ':' or whitespace, not "." or "..".
@@ -148,9 +164,12 @@ fn check_ifname(cmd: &str, name: &str) -> anyhow::Result<()> {
         || name.len() > 15
         || name == "."
         || name == ".."
-        || name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace());
+        || name.starts_with('-')
+        || name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace());
     if bad {
-        bail!("{cmd}: invalid interface name {name:?}: 1 to 15 characters, no '/', ':' or spaces");
+        bail!("{cmd}: invalid interface name {name:?}: 1 to 15 characters, no '/', ':', spaces or leading '-'");
     }
     Ok(())
 }
@@ -200,18 +219,27 @@ fn parse_add(words: &[String]) -> anyhow::Result<AddReq> {
             }
             "nopromisc" => req.nopromisc = true,
             "nodst" => req.nodst = true,
-            "address" | "mac" => req.mac = Some(parse_mac(C, w.value(word, "a MAC like 02:00:c6:12:00:0b")?)?),
+            "address" | "mac" => {
+                req.mac = Some(parse_mac(
+                    C,
+                    w.value(word, "a MAC like 02:00:c6:12:00:0b")?,
+                )?)
+            }
             "mtu" => req.mtu = Some(w.number("mtu", "a number of bytes")?),
             "txqueuelen" | "txqlen" => req.txqlen = Some(w.number(word, "a number of packets")?),
             "bcqueuelen" => req.bcqueuelen = Some(w.number("bcqueuelen", "a number of packets")?),
-            "bccutoff" | "bclim" => req.bccutoff = Some(w.number(word, "a number of children, -1 to never queue")?),
+            "bccutoff" | "bclim" => {
+                req.bccutoff = Some(w.number(word, "a number of children, -1 to never queue")?)
+            }
             "netns" => req.netns = Some(w.value("netns", "a namespace name")?.to_string()),
             "up" => req.up = true,
             other if name.is_none() && w.pos == 1 => name = Some(other.to_string()),
             other => bail!("{C}: unknown keyword {other:?} (valid: {ADD_KEYWORDS})"),
         }
     }
-    req.name = name.ok_or_else(|| anyhow!("{C}: missing NAME (macvnet link add NAME link PARENT type macvlan)"))?;
+    req.name = name.ok_or_else(|| {
+        anyhow!("{C}: missing NAME (macvnet link add NAME link PARENT type macvlan)")
+    })?;
     check_ifname(C, &req.name)?;
     req.parent = parent.ok_or_else(|| anyhow!("{C}: missing `link PARENT`"))?;
     req.tap = kind.ok_or_else(|| anyhow!("{C}: missing `type macvlan` or `type macvtap`"))?;
@@ -303,7 +331,10 @@ fn lookup(h: &mut Handle, cmd: &str, name: &str, ns_label: &str) -> anyhow::Resu
 /// Fail when `name` already exists in the namespace of `h`.
 fn ensure_free(h: &mut Handle, cmd: &str, name: &str, ns_label: &str) -> anyhow::Result<()> {
     match h.link_by_name(name) {
-        Ok(l) => bail!("{cmd}: name {name} is taken in namespace {ns_label} (ifindex {})", l.index),
+        Ok(l) => bail!(
+            "{cmd}: name {name} is taken in namespace {ns_label} (ifindex {})",
+            l.index
+        ),
         Err(e) if e.is_not_found() => Ok(()),
         Err(e) => Err(e).with_context(|| format!("{cmd}: checking whether {name} exists")),
     }
@@ -319,13 +350,22 @@ fn add(words: &[String], global: &Global) -> CmdResult {
 
     let parent = match h.link_by_name(&req.parent) {
         Ok(p) => p,
-        Err(e) if e.is_not_found() => bail!("{C}: parent {} not found in namespace {here}", req.parent),
+        Err(e) if e.is_not_found() => {
+            bail!("{C}: parent {} not found in namespace {here}", req.parent)
+        }
         Err(e) => return Err(e).with_context(|| format!("{C}: looking up parent {}", req.parent)),
     };
     if let Some(mtu) = req.mtu {
         if mtu > parent.mtu {
             bail!("{C}: mtu {mtu} is above parent {}'s mtu {}; a child's MTU cannot exceed its parent's", parent.name, parent.mtu);
         }
+    }
+    if req.mac.is_some() && req.mac == parent.mac && req.mode != Some(Mode::Passthru) {
+        bail!(
+            "{C}: address {} is the parent {}'s own MAC; a child needs a MAC of its own",
+            parent.mac.map(|m| m.to_string()).unwrap_or_default(),
+            parent.name
+        );
     }
     check_passthru(&mut h, &parent, req.mode, C)?;
 
@@ -340,7 +380,11 @@ fn add(words: &[String], global: &Global) -> CmdResult {
         None => ensure_free(&mut h, C, &req.name, &target_label)?,
     }
     let ns_fd = match &target {
-        Some((ns, _)) => Some(Arc::new(ns.open().with_context(|| format!("{C}: opening namespace {target_label}"))?)),
+        Some((ns, _)) => {
+            Some(Arc::new(ns.open().with_context(|| {
+                format!("{C}: opening namespace {target_label}")
+            })?))
+        }
         None => None,
     };
 
@@ -364,7 +408,11 @@ fn add(words: &[String], global: &Global) -> CmdResult {
     let kind = if req.tap { "macvtap" } else { "macvlan" };
     if let Err(e) = h.add_macvlan(&spec) {
         let hint = kernel_hint(&e, &req, &parent);
-        return Err(anyhow!("{C}: creating {kind} {} on {}: {e}{hint}", req.name, parent.name));
+        return Err(anyhow!(
+            "{C}: creating {kind} {} on {}: {e}{hint}",
+            req.name,
+            parent.name
+        ));
     }
 
     let th = match target.as_mut() {
@@ -373,18 +421,33 @@ fn add(words: &[String], global: &Global) -> CmdResult {
     };
     let created = lookup(th, C, &req.name, &target_label)?;
     if req.up {
-        let change = LinkChange { up: Some(true), ..Default::default() };
+        let change = LinkChange {
+            up: Some(true),
+            ..Default::default()
+        };
         if let Err(e) = th.set_link(created.index, &change) {
             // Leave nothing half-made behind.
             if let Err(de) = th.del_link(created.index) {
                 tracing::warn!("rollback: deleting {} failed: {de}", req.name);
             }
-            return Err(anyhow!("{C}: bringing {} up: {e} (the link was removed again)", req.name));
+            let hint = match (e.errno(), req.mac) {
+                (Some(nix::errno::Errno::EADDRINUSE), Some(mac)) => {
+                    format!("; another child of {} already uses {mac}", parent.name)
+                }
+                _ => String::new(),
+            };
+            return Err(anyhow!(
+                "{C}: bringing {} up: {e}{hint} (the link was removed again)",
+                req.name
+            ));
         }
     }
     if global.json {
         let link = lookup(th, C, &req.name, &target_label)?;
-        let ns = target.as_ref().map(|(ns, _)| ns.clone()).unwrap_or_else(|| global.ns());
+        let ns = target
+            .as_ref()
+            .map(|(ns, _)| ns.clone())
+            .unwrap_or_else(|| global.ns());
         let shown = Shown::new(link, Some(parent.name.clone()), Some(here.clone()), &ns);
         output::print_json(&shown)?;
     }
@@ -392,13 +455,23 @@ fn add(words: &[String], global: &Global) -> CmdResult {
 }
 
 /// A parent with a passthru child takes no other child, and a passthru child needs a childless parent.
-fn check_passthru(h: &mut Handle, parent: &LinkInfo, mode: Option<Mode>, cmd: &str) -> anyhow::Result<()> {
+fn check_passthru(
+    h: &mut Handle,
+    parent: &LinkInfo,
+    mode: Option<Mode>,
+    cmd: &str,
+) -> anyhow::Result<()> {
     let links = h.links().with_context(|| format!("{cmd}: listing links"))?;
     let children: Vec<&LinkInfo> = links
         .iter()
-        .filter(|l| l.macvlan.is_some() && l.link_netnsid.is_none() && l.parent_index == Some(parent.index))
+        .filter(|l| {
+            l.macvlan.is_some() && l.link_netnsid.is_none() && l.parent_index == Some(parent.index)
+        })
         .collect();
-    if let Some(pt) = children.iter().find(|l| l.macvlan.as_ref().is_some_and(|m| m.mode == Mode::Passthru)) {
+    if let Some(pt) = children
+        .iter()
+        .find(|l| l.macvlan.as_ref().is_some_and(|m| m.mode == Mode::Passthru))
+    {
         bail!(
             "{cmd}: parent {} already has a passthru child {}; a passthru child takes over the parent, so no other child fits",
             parent.name,
@@ -407,7 +480,11 @@ fn check_passthru(h: &mut Handle, parent: &LinkInfo, mode: Option<Mode>, cmd: &s
     }
     if mode == Some(Mode::Passthru) {
         if let Some(c) = children.first() {
-            bail!("{cmd}: mode passthru needs a parent without children, but {} already has {}", parent.name, c.name);
+            bail!(
+                "{cmd}: mode passthru needs a parent without children, but {} already has {}",
+                parent.name,
+                c.name
+            );
         }
     }
     Ok(())
@@ -420,10 +497,20 @@ fn kernel_hint(e: &nl::Error, req: &AddReq, parent: &LinkInfo) -> String {
         Some(Errno::EINVAL) if req.mode == Some(Mode::Passthru) => {
             format!(" (passthru needs a parent with no other children, possibly in another namespace; {} has some)", parent.name)
         }
-        Some(Errno::EINVAL) if req.mtu.is_some() => format!(" (parent {} has mtu {})", parent.name, parent.mtu),
-        Some(Errno::EINVAL) => format!(" (a parent with a passthru child takes no other child; check `macvnet ls` for {})", parent.name),
-        Some(Errno::EBUSY) => format!(" ({} is busy: another child may already use this MAC or mode)", parent.name),
-        Some(Errno::EADDRINUSE) => " (another child of this parent already uses that MAC)".to_string(),
+        Some(Errno::EINVAL) if req.mtu.is_some() => {
+            format!(" (parent {} has mtu {})", parent.name, parent.mtu)
+        }
+        Some(Errno::EINVAL) => format!(
+            " (a parent with a passthru child takes no other child; check `macvnet ls` for {})",
+            parent.name
+        ),
+        Some(Errno::EBUSY) => format!(
+            " ({} is busy: another child may already use this MAC or mode)",
+            parent.name
+        ),
+        Some(Errno::EADDRINUSE) => {
+            " (another child of this parent already uses that MAC)".to_string()
+        }
         _ => String::new(),
     }
 }
@@ -434,7 +521,8 @@ fn del(name: &str, global: &Global) -> CmdResult {
     const C: &str = "link del";
     let mut h = global.handle()?;
     let link = lookup(&mut h, C, name, &global.ns_label())?;
-    h.del_link(link.index).with_context(|| format!("{C}: deleting {name}"))?;
+    h.del_link(link.index)
+        .with_context(|| format!("{C}: deleting {name}"))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -468,8 +556,9 @@ fn set(name: &str, words: &[String], global: &Global) -> CmdResult {
         ensure_free(th, C, final_name, req.netns.as_deref().unwrap_or("?"))?;
     }
     let ns_fd = match &target {
-        Some((ns, _)) => Some(ns.open().with_context(|| format!("{C}: opening namespace")))
-            .transpose()?,
+        Some((ns, _)) => {
+            Some(ns.open().with_context(|| format!("{C}: opening namespace"))).transpose()?
+        }
         None => None,
     };
     use std::os::fd::AsFd;
@@ -483,7 +572,8 @@ fn set(name: &str, words: &[String], global: &Global) -> CmdResult {
         netns: ns_fd.as_ref().map(|f| f.as_fd()),
         controller: None,
     };
-    h.set_link(link.index, &change).with_context(|| format!("{C}: changing {name}"))?;
+    h.set_link(link.index, &change)
+        .with_context(|| format!("{C}: changing {name}"))?;
     if global.json {
         let final_name = req.name.as_deref().unwrap_or(name);
         let (ns, th) = match target.as_mut() {
@@ -492,7 +582,12 @@ fn set(name: &str, words: &[String], global: &Global) -> CmdResult {
         };
         let now = lookup(th, C, final_name, &ns.to_string())?;
         let parent = parent_of(th, &now);
-        output::print_json(&Shown::new(now, parent.as_ref().map(|p| p.0.clone()), parent.map(|p| p.1), &ns))?;
+        output::print_json(&Shown::new(
+            now,
+            parent.as_ref().map(|p| p.0.clone()),
+            parent.map(|p| p.1),
+            &ns,
+        ))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -500,9 +595,14 @@ fn set(name: &str, words: &[String], global: &Global) -> CmdResult {
 fn source(name: &str, op: &str, macs: &[String], global: &Global) -> CmdResult {
     const C: &str = "link source";
     let op: SourceMacOp = op.parse().map_err(|e| anyhow!("{C}: {e}"))?;
-    let macs = macs.iter().map(|m| parse_mac(C, m)).collect::<anyhow::Result<Vec<_>>>()?;
+    let macs = macs
+        .iter()
+        .map(|m| parse_mac(C, m))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     match op {
-        SourceMacOp::Add | SourceMacOp::Del if macs.is_empty() => bail!("{C}: add and del need at least one MAC"),
+        SourceMacOp::Add | SourceMacOp::Del if macs.is_empty() => {
+            bail!("{C}: add and del need at least one MAC")
+        }
         SourceMacOp::Flush if !macs.is_empty() => bail!("{C}: flush takes no MACs"),
         _ => {}
     }
@@ -510,10 +610,14 @@ fn source(name: &str, op: &str, macs: &[String], global: &Global) -> CmdResult {
     let link = lookup(&mut h, C, name, &global.ns_label())?;
     match &link.macvlan {
         Some(m) if m.mode == Mode::Source => {}
-        Some(m) => bail!("{C}: {name} is in {} mode; source MAC lists only apply to mode source", m.mode),
+        Some(m) => bail!(
+            "{C}: {name} is in {} mode; source MAC lists only apply to mode source",
+            m.mode
+        ),
         None => bail!("{C}: {name} is not a macvlan/macvtap link"),
     }
-    h.set_source_macs(link.index, op, &macs).with_context(|| format!("{C}: updating {name}"))?;
+    h.set_source_macs(link.index, op, &macs)
+        .with_context(|| format!("{C}: updating {name}"))?;
     if global.json {
         let now = lookup(&mut h, C, name, &global.ns_label())?;
         let list = now.macvlan.map(|m| m.source_macs).unwrap_or_default();
@@ -540,9 +644,20 @@ pub struct Shown {
 }
 
 impl Shown {
-    fn new(link: LinkInfo, parent: Option<String>, parent_netns: Option<String>, ns: &NetnsRef) -> Self {
+    fn new(
+        link: LinkInfo,
+        parent: Option<String>,
+        parent_netns: Option<String>,
+        ns: &NetnsRef,
+    ) -> Self {
         let tap_device = link.tap_device();
-        Shown { link, parent, parent_netns, netns: ns_label(ns), tap_device }
+        Shown {
+            link,
+            parent,
+            parent_netns,
+            netns: ns_label(ns),
+            tap_device,
+        }
     }
 }
 
@@ -560,7 +675,10 @@ fn parent_of(h: &mut Handle, link: &LinkInfo) -> Option<(String, String)> {
         return None;
     }
     match link.link_netnsid {
-        None => h.link_by_index(pi).ok().map(|p| (p.name, ns_label(h.netns()))),
+        None => h
+            .link_by_index(pi)
+            .ok()
+            .map(|p| (p.name, ns_label(h.netns()))),
         Some(id) => match inventory::resolve_foreign(h.netns(), id, pi) {
             Some((ns, name)) => Some((name, ns)),
             None => Some((format!("if{pi}"), format!("nsid {id}"))),
@@ -584,7 +702,11 @@ fn show(name: Option<&str>, all: bool, global: &Global) -> CmdResult {
     let ns = global.ns();
     let mut shown = Vec::new();
     for l in links {
-        let parent = if l.macvlan.is_some() || l.parent_index.is_some() { parent_of(&mut h, &l) } else { None };
+        let parent = if l.macvlan.is_some() || l.parent_index.is_some() {
+            parent_of(&mut h, &l)
+        } else {
+            None
+        };
         let (pn, pns) = match parent {
             Some((n, s)) => (Some(n), Some(s)),
             None => (None, None),
@@ -639,12 +761,19 @@ fn describe(s: &Shown) -> String {
     }
     out.push_str(&head);
     out.push('\n');
-    let mac = l.mac.map(|m| m.to_string()).unwrap_or_else(|| "-".to_string());
+    let mac = l
+        .mac
+        .map(|m| m.to_string())
+        .unwrap_or_else(|| "-".to_string());
     out.push_str(&format!(
         "    link/ether {mac}  mtu {}  promisc {}{}  txqlen {}\n",
         l.mtu,
         if l.promisc { "on" } else { "off" },
-        if l.promiscuity > 0 && !l.promisc { format!(" (promiscuity {})", l.promiscuity) } else { String::new() },
+        if l.promiscuity > 0 && !l.promisc {
+            format!(" (promiscuity {})", l.promiscuity)
+        } else {
+            String::new()
+        },
         l.txqlen
     ));
     if let Some(m) = &l.macvlan {
@@ -663,7 +792,11 @@ fn describe(s: &Shown) -> String {
         }
         if m.mode == Mode::Source {
             let list: Vec<String> = m.source_macs.iter().map(|m| m.to_string()).collect();
-            let list = if list.is_empty() { "(none)".to_string() } else { list.join(" ") };
+            let list = if list.is_empty() {
+                "(none)".to_string()
+            } else {
+                list.join(" ")
+            };
             out.push_str(&format!("    source macs: {list}\n"));
         }
     }
@@ -706,13 +839,21 @@ mod tests {
 
     #[test]
     fn add_errors_are_clear() {
-        let e = parse_add(&w("mv0 link eth0 type macvlan mode")).unwrap_err().to_string();
+        let e = parse_add(&w("mv0 link eth0 type macvlan mode"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`mode` needs a value"), "{e}");
-        let e = parse_add(&w("mv0 link eth0 type macvlan mode fast")).unwrap_err().to_string();
+        let e = parse_add(&w("mv0 link eth0 type macvlan mode fast"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("private, vepa, bridge, passthru, source"), "{e}");
-        let e = parse_add(&w("mv0 link eth0 type macvlan frobnicate")).unwrap_err().to_string();
+        let e = parse_add(&w("mv0 link eth0 type macvlan frobnicate"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown keyword \"frobnicate\""), "{e}");
-        let e = parse_add(&w("mv0 link eth0 type macvlan address 01:00:5e:00:00:01")).unwrap_err().to_string();
+        let e = parse_add(&w("mv0 link eth0 type macvlan address 01:00:5e:00:00:01"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unicast"), "{e}");
         assert!(parse_add(&w("mv0 type macvlan")).is_err());
         assert!(parse_add(&w("mv0 link eth0")).is_err());

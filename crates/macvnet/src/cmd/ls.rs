@@ -81,7 +81,8 @@ pub fn run(args: Args, global: &Global) -> CmdResult {
     let groups = collect(&all);
     if let Some(path) = &args.svg {
         let svg = crate::draw::render_svg(&picture(&groups));
-        std::fs::write(path, svg).with_context(|| format!("ls --svg: writing {}", path.display()))?;
+        std::fs::write(path, svg)
+            .with_context(|| format!("ls --svg: writing {}", path.display()))?;
     }
     if global.json {
         output::print_json(&groups)?;
@@ -110,13 +111,20 @@ pub fn collect(all: &[Namespace]) -> Vec<Group> {
             grouped.entry(key).or_default().push((i, l));
         }
     }
-    let label = |i: usize| all.get(i).map(|n| n.label.clone()).unwrap_or_else(|| "?".to_string());
+    let label = |i: usize| {
+        all.get(i)
+            .map(|n| n.label.clone())
+            .unwrap_or_else(|| "?".to_string())
+    };
     let mut out = Vec::new();
     for (key, mut kids) in grouped {
         kids.sort_by_key(|(i, l)| (*i, l.index));
         let parent = match key {
             ParentKey::Known(j, pi) => {
-                let p = dumps.get(j).and_then(|d| d.as_ref()).and_then(|d| d.links.iter().find(|l| l.index == pi));
+                let p = dumps
+                    .get(j)
+                    .and_then(|d| d.as_ref())
+                    .and_then(|d| d.links.iter().find(|l| l.index == pi));
                 ParentView {
                     name: p.map(|p| p.name.clone()),
                     index: pi,
@@ -190,7 +198,11 @@ fn dump(ns: &Namespace) -> Option<Dump> {
         }
     };
     // Addresses only matter where there are children to show them on.
-    let addrs = if links.iter().any(|l| l.macvlan.is_some()) { h.addrs(None).unwrap_or_default() } else { Vec::new() };
+    let addrs = if links.iter().any(|l| l.macvlan.is_some()) {
+        h.addrs(None).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     Some(Dump { links, addrs })
 }
 
@@ -223,7 +235,11 @@ pub fn render(groups: &[Group], namespaces: usize) -> String {
                 mode,
                 c.kind.clone(),
                 c.mac.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
-                if c.addrs.is_empty() { "-".into() } else { c.addrs.join(",") },
+                if c.addrs.is_empty() {
+                    "-".into()
+                } else {
+                    c.addrs.join(",")
+                },
                 format!("ns {}", c.netns),
                 if c.up { "up".into() } else { "down".into() },
                 c.tap_device.clone().unwrap_or_default(),
@@ -237,7 +253,12 @@ pub fn render(groups: &[Group], namespaces: usize) -> String {
         let p = &g.parent;
         let head = match &p.name {
             Some(name) => {
-                let mut s = format!("{name}  ({} ifindex {}, ns {}", p.kind.as_deref().unwrap_or("?"), p.index, p.netns);
+                let mut s = format!(
+                    "{name}  ({} ifindex {}, ns {}",
+                    p.kind.as_deref().unwrap_or("?"),
+                    p.index,
+                    p.netns
+                );
                 if let Some(mac) = p.mac {
                     s.push_str(&format!(", {mac}"));
                 }
@@ -274,7 +295,10 @@ pub fn picture(groups: &[Group]) -> crate::draw::Picture {
                 n.links.push(link);
             }
         }
-        None => nss.push(PicNs { label: ns.to_string(), links: vec![link] }),
+        None => nss.push(PicNs {
+            label: ns.to_string(),
+            links: vec![link],
+        }),
     };
     for g in groups {
         let p = &g.parent;
@@ -312,5 +336,8 @@ pub fn picture(groups: &[Group]) -> crate::draw::Picture {
             );
         }
     }
-    Picture { title: "macvnet ls".into(), namespaces: nss }
+    Picture {
+        title: "macvnet ls".into(),
+        namespaces: nss,
+    }
 }

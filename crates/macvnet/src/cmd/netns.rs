@@ -29,11 +29,18 @@ enum NetnsCmd {
     #[command(alias = "ls")]
     List,
     /// Run a command inside a namespace; its exit code is passed through.
-    #[command(after_help = "Examples:\n  macvnet netns exec ns1 -- ping -c1 198.18.0.12\n  macvnet netns exec ns1 -- sh -c 'ip -br link'")]
+    #[command(
+        after_help = "Examples:\n  macvnet netns exec ns1 -- ping -c1 198.18.0.12\n  macvnet netns exec ns1 -- sh -c 'ip -br link'"
+    )]
     Exec {
         name: String,
         /// The command and its arguments (put them after `--`).
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true, value_name = "CMD")]
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            required = true,
+            value_name = "CMD"
+        )]
         cmd: Vec<String>,
     },
 }
@@ -63,7 +70,10 @@ pub fn run(args: Args, global: &Global) -> CmdResult {
         NetnsCmd::List => {
             let names = nl::netns::list().context("netns list")?;
             if global.json {
-                let v: Vec<_> = names.iter().map(|n| serde_json::json!({ "name": n })).collect();
+                let v: Vec<_> = names
+                    .iter()
+                    .map(|n| serde_json::json!({ "name": n }))
+                    .collect();
                 output::print_json(&v)?;
             } else {
                 let mut s = String::new();
@@ -91,13 +101,20 @@ fn exec(name: &str, cmd: &[String]) -> CmdResult {
     check_name(name)?;
     let path = std::path::Path::new(nl::netns::NETNS_RUN_DIR).join(name);
     if !path.exists() {
-        bail!("netns exec: namespace {name} not found (no {})", path.display());
+        bail!(
+            "netns exec: namespace {name} not found (no {})",
+            path.display()
+        );
     }
-    let Some((prog, rest)) = cmd.split_first() else { bail!("netns exec: missing command") };
-    let mut command =
-        nl::netns::command_in(&NetnsRef::Named(name.to_string()), prog).with_context(|| format!("netns exec: entering {name}"))?;
+    let Some((prog, rest)) = cmd.split_first() else {
+        bail!("netns exec: missing command")
+    };
+    let mut command = nl::netns::command_in(&NetnsRef::Named(name.to_string()), prog)
+        .with_context(|| format!("netns exec: entering {name}"))?;
     command.args(rest);
-    let status = command.status().with_context(|| format!("netns exec: running {prog}"))?;
+    let status = command
+        .status()
+        .with_context(|| format!("netns exec: running {prog}"))?;
     if let Some(code) = status.code() {
         return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
     }

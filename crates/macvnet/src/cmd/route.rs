@@ -27,13 +27,21 @@ enum RouteCmd {
     /// Add a route.
     #[command(override_usage = "macvnet route add (default|CIDR) [via GW] [dev NAME] [metric N]")]
     Add {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ROUTE")]
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ROUTE"
+        )]
         words: Vec<String>,
     },
     /// Delete a route.
     #[command(override_usage = "macvnet route del (default|CIDR) [via GW] [dev NAME] [metric N]")]
     Del {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ROUTE")]
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ROUTE"
+        )]
         words: Vec<String>,
     },
     /// Show routes of the main table (IPv4 and IPv6).
@@ -55,23 +63,38 @@ struct RouteReq {
     metric: Option<u32>,
 }
 
-fn parse_route(cmd: &str, words: &[String]) -> anyhow::Result<RouteReq> {
+fn parse_route(cmd: &str, words: &[String], adding: bool) -> anyhow::Result<RouteReq> {
     let mut it = words.iter();
-    let mut r = RouteReq { dst: None, default: false, via: None, dev: None, metric: None };
-    let need = |kw: &str, it: &mut std::slice::Iter<'_, String>, what: &str| -> anyhow::Result<String> {
-        it.next().cloned().ok_or_else(|| anyhow!("{cmd}: `{kw}` needs {what}"))
+    let mut r = RouteReq {
+        dst: None,
+        default: false,
+        via: None,
+        dev: None,
+        metric: None,
     };
+    let need =
+        |kw: &str, it: &mut std::slice::Iter<'_, String>, what: &str| -> anyhow::Result<String> {
+            it.next()
+                .cloned()
+                .ok_or_else(|| anyhow!("{cmd}: `{kw}` needs {what}"))
+        };
     let mut have_dst = false;
     while let Some(w) = it.next() {
         match w.as_str() {
             "via" => {
                 let v = need("via", &mut it, "a gateway address")?;
-                r.via = Some(v.parse().map_err(|_| anyhow!("{cmd}: invalid gateway {v:?}"))?);
+                r.via = Some(
+                    v.parse()
+                        .map_err(|_| anyhow!("{cmd}: invalid gateway {v:?}"))?,
+                );
             }
             "dev" => r.dev = Some(need("dev", &mut it, "a link name")?),
             "metric" | "preference" | "priority" => {
                 let v = need(w, &mut it, "a number")?;
-                r.metric = Some(v.parse().map_err(|_| anyhow!("{cmd}: `{w}` expects a number, got {v:?}"))?);
+                r.metric = Some(
+                    v.parse()
+                        .map_err(|_| anyhow!("{cmd}: `{w}` expects a number, got {v:?}"))?,
+                );
             }
             "default" if !have_dst => {
                 r.default = true;
@@ -93,7 +116,8 @@ fn parse_route(cmd: &str, words: &[String]) -> anyhow::Result<RouteReq> {
     if !have_dst {
         bail!("{cmd}: missing destination (default or a CIDR)");
     }
-    if r.via.is_none() && r.dev.is_none() {
+    // Deleting matches on the destination alone, like `ip route del`.
+    if adding && r.via.is_none() && r.dev.is_none() {
         bail!("{cmd}: give `via GW`, `dev NAME` or both");
     }
     Ok(r)
@@ -118,7 +142,15 @@ fn spec(cmd: &str, r: &RouteReq, h: &mut nl::Handle, ns: &str) -> anyhow::Result
         }),
         None => None,
     };
-    Ok(RouteSpec { dst, gateway: r.via, oif, src: None, metric: r.metric, table: None, scope: None })
+    Ok(RouteSpec {
+        dst,
+        gateway: r.via,
+        oif,
+        src: None,
+        metric: r.metric,
+        table: None,
+        scope: None,
+    })
 }
 
 #[derive(serde::Serialize)]
@@ -133,7 +165,7 @@ pub fn run(args: Args, global: &Global) -> CmdResult {
     match args.cmd {
         RouteCmd::Add { words } => {
             const C: &str = "route add";
-            let r = parse_route(C, &words)?;
+            let r = parse_route(C, &words, true)?;
             let mut h = global.handle()?;
             let s = spec(C, &r, &mut h, &ns)?;
             match h.add_route(&s) {
@@ -144,7 +176,7 @@ pub fn run(args: Args, global: &Global) -> CmdResult {
         }
         RouteCmd::Del { words } => {
             const C: &str = "route del";
-            let r = parse_route(C, &words)?;
+            let r = parse_route(C, &words, false)?;
             let mut h = global.handle()?;
             let s = spec(C, &r, &mut h, &ns)?;
             match h.del_route(&s) {
@@ -154,14 +186,29 @@ pub fn run(args: Args, global: &Global) -> CmdResult {
             }
         }
         RouteCmd::Show { v4, v6 } => {
-            let fam = if v4 { Some(false) } else if v6 { Some(true) } else { None };
+            let fam = if v4 {
+                Some(false)
+            } else if v6 {
+                Some(true)
+            } else {
+                None
+            };
             let mut h = global.handle()?;
-            let names: HashMap<u32, String> =
-                h.links().context("route show: listing links")?.into_iter().map(|l| (l.index, l.name)).collect();
+            let names: HashMap<u32, String> = h
+                .links()
+                .context("route show: listing links")?
+                .into_iter()
+                .map(|l| (l.index, l.name))
+                .collect();
             let routes = h.routes(fam).context("route show: listing routes")?;
             let views: Vec<RouteView> = routes
                 .into_iter()
-                .map(|r| RouteView { dev: r.oif.map(|i| names.get(&i).cloned().unwrap_or_else(|| format!("if{i}"))), info: r })
+                .map(|r| RouteView {
+                    dev: r
+                        .oif
+                        .map(|i| names.get(&i).cloned().unwrap_or_else(|| format!("if{i}"))),
+                    info: r,
+                })
                 .collect();
             if global.json {
                 output::print_json(&views)?;
@@ -181,7 +228,11 @@ pub fn run(args: Args, global: &Global) -> CmdResult {
 /// One route in `ip route` style.
 fn describe(v: &RouteView) -> String {
     let r = &v.info;
-    let mut s = if r.dst.prefix_len() == 0 { "default".to_string() } else { r.dst.to_string() };
+    let mut s = if r.dst.prefix_len() == 0 {
+        "default".to_string()
+    } else {
+        r.dst.to_string()
+    };
     if let Some(gw) = r.gateway {
         s.push_str(&format!(" via {gw}"));
     }
