@@ -83,6 +83,16 @@ pub enum StoreError {
     },
 }
 
+thread_local! {
+    static SCANS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// How many directory listings this thread has made (tests check that ADD
+/// makes none in the common case).
+pub fn dir_scans_on_this_thread() -> usize {
+    SCANS.with(|c| c.get())
+}
+
 /// The store of one network: `<dataDir>/<network>`.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -271,6 +281,25 @@ impl Locked<'_> {
         })
     }
 
+    /// Create `path` exclusively (0600) with `content`; removed again on failure.
+    fn write_new(&self, path: &Path, content: &str) -> Result<(), StoreError> {
+        let werr = |source| StoreError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(werr)?;
+        if let Err(e) = f.write_all(content.as_bytes()) {
+            let _ = fs::remove_file(path);
+            return Err(werr(e));
+        }
+        Ok(())
+    }
+
     /// Make sure a source file with the entry content exists.
     pub fn prepare_source(&self, id: &str, ifname: &str) -> Result<Source, StoreError> {
         let content = entry_content(id, ifname);
@@ -283,7 +312,14 @@ impl Locked<'_> {
                         temporary: false,
                     });
                 }
-                self.write_atomic(&marker, &content, "att")?;
+                if marker.symlink_metadata().is_ok() {
+                    // A torn marker from a killed ADD: replace it whole.
+                    self.write_atomic(&marker, &content, "att")?;
+                } else {
+                    // Address files are linked from it only after this write
+                    // completes, so a torn marker never becomes an allocation.
+                    self.write_new(&marker, &content)?;
+                }
                 Ok(Source {
                     path: marker,
                     created: true,
@@ -363,6 +399,7 @@ impl Locked<'_> {
 
     /// All top-level entries with their kind.
     pub fn entries(&self) -> Result<Vec<Entry>, StoreError> {
+        SCANS.with(|c| c.set(c.get() + 1));
         let rd_err = |source| StoreError::ReadDir {
             path: self.dir().to_path_buf(),
             source,
