@@ -158,3 +158,32 @@ fn probe_creates_and_cleans_up() {
         );
     }
 }
+
+#[test]
+fn fails_without_net_admin() {
+    if !is_root() {
+        eprintln!("SKIP fails_without_net_admin: needs root to drop capabilities");
+        return;
+    }
+    // Same uid, empty bounding set: the exec'd doctor has no capabilities at all.
+    let out = Command::new("setpriv")
+        .args([
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            env!("CARGO_BIN_EXE_macvnet"),
+            "doctor",
+            "-j",
+        ])
+        .output();
+    let Ok(out) = out else {
+        eprintln!("SKIP fails_without_net_admin: no setpriv");
+        return;
+    };
+    let checks = json_checks(&out);
+    assert_eq!(status_of(&checks, "cap:CAP_NET_ADMIN"), "missing");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "macvlan cannot work without CAP_NET_ADMIN"
+    );
+}

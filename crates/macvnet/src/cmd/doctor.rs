@@ -66,11 +66,18 @@ pub fn run(args: Args, global: &Global) -> CmdResult {
     let mut checks = Vec::new();
     let release = read_trimmed("/proc/sys/kernel/osrelease").unwrap_or_else(|| "unknown".into());
     let kconf = KernelConfig::load(&release);
+    let (st, hint) = match kconf.source {
+        Some(_) => (Status::Ok, ""),
+        None => (
+            Status::Warn,
+            "kernel features below are inferred from /sys/module and /lib/modules only",
+        ),
+    };
     checks.push(Check::new(
         "kernel",
-        Status::Ok,
+        st,
         format!("Linux {release}, config from {}", kconf.source_label()),
-        "",
+        hint,
     ));
     for feat in FEATURES {
         let mut c = check_feature(feat, &kconf);
@@ -464,7 +471,10 @@ fn check_vhost(kc: &KernelConfig) -> Check {
     let name = "dev:/dev/vhost-net";
     let conf = kc
         .value("CONFIG_VHOST_NET")
-        .map(|v| format!(", CONFIG_VHOST_NET={v}"))
+        .map(|v| match v {
+            "n" => ", CONFIG_VHOST_NET not set".to_string(),
+            _ => format!(", CONFIG_VHOST_NET={v}"),
+        })
         .unwrap_or_default();
     match char_device("/dev/vhost-net") {
         Some(true) => Check::new(
