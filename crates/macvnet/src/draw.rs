@@ -3,10 +3,10 @@
 //! A generic model ([`Picture`]) that `lab draw` and `ls --svg` fill, and one renderer
 //! ([`render_svg`]) that writes a self-contained SVG by hand (no graphviz needed).
 //!
-//! Layout: a simple left-to-right layered drawing. Every link gets a depth (0 without a
-//! parent, else its parent's depth + 1); every namespace goes into the column of the smallest
-//! depth among its links, so uplinks sit left, parents in the middle and children right.
-//! Namespaces in one column are stacked; links inside a namespace are stacked, parents first.
+//! Layout: a simple left-to-right layered drawing of namespaces. A namespace sits one column
+//! right of every namespace holding a parent of one of its links, so uplinks sit left, parents
+//! in the middle and children right. Namespaces in one column are stacked in the order of
+//! their parents (fewer crossings); links inside a namespace are stacked, parents first.
 //! Edges run from a child's box to its parent's box. Text is monospace 13px so widths can be
 //! computed without font metrics and labels never overlap.
 
@@ -120,53 +120,138 @@ struct LinkBox {
     h: f64,
 }
 
-/// Link depth by following parents (cycles and unknown parents end the walk).
-fn depths(p: &Picture) -> HashMap<String, usize> {
-    let parent: HashMap<&str, Option<&str>> = p
+/// Layout decisions: a column per namespace, the drawing order of namespaces (column by
+/// column), and the order of links inside each namespace.
+struct Layout {
+    ns_col: Vec<usize>,
+    ns_order: Vec<usize>,
+    link_order: Vec<Vec<usize>>,
+}
+
+/// Column of a namespace = 1 + the largest column of a namespace holding a parent of one of
+/// its links (longest path), so every edge between namespaces points right. Within a column,
+/// namespaces are sorted by the mean position of their parents (barycenter) to avoid crossings.
+fn layout(p: &Picture) -> Layout {
+    let n = p.namespaces.len();
+    let ns_of: HashMap<&str, usize> = p
         .namespaces
         .iter()
-        .flat_map(|n| n.links.iter())
-        .map(|l| (l.id.as_str(), l.parent.as_deref()))
+        .enumerate()
+        .flat_map(|(i, ns)| ns.links.iter().map(move |l| (l.id.as_str(), i)))
         .collect();
-    let mut out = HashMap::new();
-    for id in parent.keys() {
-        let mut d = 0;
-        let mut cur = *id;
-        // Bounded walk: at most one step per link, so cycles cannot loop forever.
-        while let Some(Some(up)) = parent.get(cur) {
-            if d >= parent.len() || !parent.contains_key(up) {
-                break;
+    let link_by_id: HashMap<&str, &PicLink> = p
+        .namespaces
+        .iter()
+        .flat_map(|ns| ns.links.iter())
+        .map(|l| (l.id.as_str(), l))
+        .collect();
+    let cross_parent = |i: usize, l: &PicLink| -> Option<usize> {
+        l.parent
+            .as_deref()
+            .and_then(|pid| ns_of.get(pid).copied())
+            .filter(|j| *j != i)
+    };
+    let mut ns_col = vec![0usize; n];
+    // Relaxation bounded by the namespace count, so parent cycles cannot loop forever.
+    for _ in 0..n {
+        let mut changed = false;
+        for (i, ns) in p.namespaces.iter().enumerate() {
+            for l in &ns.links {
+                if let Some(j) = cross_parent(i, l) {
+                    let want = ns_col.get(j).copied().unwrap_or(0) + 1;
+                    if let Some(c) = ns_col.get_mut(i) {
+                        if want > *c && want < n {
+                            *c = want;
+                            changed = true;
+                        }
+                    }
+                }
             }
-            d += 1;
-            cur = up;
         }
-        out.insert(id.to_string(), d);
+        if !changed {
+            break;
+        }
     }
-    out
+    let mut rank: HashMap<&str, f64> = HashMap::new();
+    let mut link_order: Vec<Vec<usize>> = vec![vec![]; n];
+    let mut ns_order = Vec::with_capacity(n);
+    let ncols = ns_col.iter().copied().max().map_or(0, |m| m + 1);
+    for c in 0..ncols {
+        // Barycenter of the parents' ranks; namespaces without outside parents keep file order.
+        let mut members: Vec<(usize, f64)> = (0..n)
+            .filter(|i| ns_col.get(*i) == Some(&c))
+            .map(|i| {
+                let ranks: Vec<f64> = p.namespaces.get(i).map_or(vec![], |ns| {
+                    ns.links
+                        .iter()
+                        .filter(|l| cross_parent(i, l).is_some())
+                        .filter_map(|l| l.parent.as_deref().and_then(|pid| rank.get(pid).copied()))
+                        .collect()
+                });
+                let key = if ranks.is_empty() {
+                    f64::MAX
+                } else {
+                    ranks.iter().sum::<f64>() / ranks.len() as f64
+                };
+                (i, key)
+            })
+            .collect();
+        members.sort_by(|a, b| a.1.total_cmp(&b.1));
+        for (pos, (i, _)) in members.iter().enumerate() {
+            let Some(links) = p.namespaces.get(*i).map(|ns| &ns.links) else {
+                continue;
+            };
+            // Links whose parent is in this namespace go right after it; others by parent rank.
+            let lkey = |l: &PicLink| -> f64 {
+                let mut cur = l;
+                for depth in 0..=links.len() {
+                    let step = depth as f64 * 1e-3;
+                    match cur.parent.as_deref() {
+                        Some(pid) if ns_of.get(pid) == Some(i) => match link_by_id.get(pid) {
+                            Some(pl) => cur = pl,
+                            None => return -1.0 + step,
+                        },
+                        Some(pid) => return rank.get(pid).copied().unwrap_or(-1.0) + step,
+                        None => return -1.0 + step,
+                    }
+                }
+                -1.0
+            };
+            let mut idx: Vec<(usize, f64)> = links
+                .iter()
+                .enumerate()
+                .map(|(k, l)| (k, lkey(l)))
+                .collect();
+            idx.sort_by(|a, b| a.1.total_cmp(&b.1));
+            for (k, (li, _)) in idx.iter().enumerate() {
+                if let Some(l) = links.get(*li) {
+                    rank.insert(l.id.as_str(), (pos * 1000 + k) as f64);
+                }
+            }
+            if let Some(slot) = link_order.get_mut(*i) {
+                *slot = idx.into_iter().map(|(k, _)| k).collect();
+            }
+        }
+        ns_order.extend(members.into_iter().map(|(i, _)| i));
+    }
+    Layout {
+        ns_col,
+        ns_order,
+        link_order,
+    }
 }
 
 /// Render `p` as a standalone SVG document (UTF-8, well-formed XML).
 pub fn render_svg(p: &Picture) -> String {
-    let depth = depths(p);
-    // Column per namespace; empty namespaces go to column 0.
-    let ns_col: Vec<usize> = p
-        .namespaces
-        .iter()
-        .map(|n| {
-            n.links
-                .iter()
-                .filter_map(|l| depth.get(&l.id).copied())
-                .min()
-                .unwrap_or(0)
-        })
-        .collect();
+    let lay = layout(p);
+    let ns_col = &lay.ns_col;
     let ncols = ns_col.iter().copied().max().map_or(0, |m| m + 1);
 
     // Sizes: each link box, each namespace box.
     let mut ns_sizes = Vec::new();
-    for n in &p.namespaces {
-        let mut links: Vec<&PicLink> = n.links.iter().collect();
-        links.sort_by_key(|l| depth.get(&l.id).copied().unwrap_or(0));
+    for (i, n) in p.namespaces.iter().enumerate() {
+        let order = lay.link_order.get(i).cloned().unwrap_or_default();
+        let links: Vec<&PicLink> = order.iter().filter_map(|k| n.links.get(*k)).collect();
         let mut w = text_w(&n.label) + 2.0 * NS_PAD;
         let mut h = NS_HEAD;
         let mut boxes = Vec::new();
@@ -204,7 +289,10 @@ pub fn render_svg(p: &Picture) -> String {
 
     let mut body = String::new();
     let mut placed: HashMap<String, LinkBox> = HashMap::new();
-    for (i, (n, (w, h, boxes))) in p.namespaces.iter().zip(&ns_sizes).enumerate() {
+    for &i in &lay.ns_order {
+        let (Some(n), Some((w, h, boxes))) = (p.namespaces.get(i), ns_sizes.get(i)) else {
+            continue;
+        };
         let c = ns_col.get(i).copied().unwrap_or(0);
         let (Some(&nx), Some(cw), Some(ny)) = (col_x.get(c), col_w.get(c), col_y.get_mut(c)) else {
             continue;

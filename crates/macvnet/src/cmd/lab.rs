@@ -100,11 +100,29 @@ pub fn run(args: Args, global: &Global) -> CmdResult {
                 }
             }
             if global.json {
-                crate::output::print_json(&serde_json::json!({"lab": t.name, "valid": true, "cells": cells}))?;
+                crate::output::print_json(
+                    &serde_json::json!({"lab": t.name, "valid": true, "cells": cells}),
+                )?;
             } else {
-                println!("{}: valid ({} namespaces, {} uplinks, {} children)", file.display(), t.netns.len(), t.uplinks.len(), t.children.len());
+                println!(
+                    "{}: valid ({} namespaces, {} uplinks, {} children)",
+                    file.display(),
+                    t.netns.len(),
+                    t.uplinks.len(),
+                    t.children.len()
+                );
                 for c in &cells {
-                    println!("  {} → {}: {} ({})", c["from"].as_str().unwrap_or(""), c["to"].as_str().unwrap_or(""), if c["expected"] == true { "reply" } else { "no reply" }, c["why"].as_str().unwrap_or(""));
+                    println!(
+                        "  {} → {}: {} ({})",
+                        c["from"].as_str().unwrap_or(""),
+                        c["to"].as_str().unwrap_or(""),
+                        if c["expected"] == true {
+                            "reply"
+                        } else {
+                            "no reply"
+                        },
+                        c["why"].as_str().unwrap_or("")
+                    );
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -117,8 +135,10 @@ fn lab_name(file: &Path) -> anyhow::Result<String> {
     match topo::load(file) {
         Ok(t) => Ok(t.name),
         Err(LabError::Invalid { .. }) => {
-            let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-            let table: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let table: toml::Table =
+                toml::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
             table
                 .get("name")
                 .and_then(|v| v.as_str())
@@ -133,7 +153,11 @@ fn report_up(st: &state::LabState, global: &Global) -> anyhow::Result<()> {
     if global.json {
         crate::output::print_json(st)?;
     } else {
-        let names: Vec<String> = st.namespaces.iter().map(|n| format!("{}={}", n.logical, n.physical)).collect();
+        let names: Vec<String> = st
+            .namespaces
+            .iter()
+            .map(|n| format!("{}={}", n.logical, n.physical))
+            .collect();
         println!("lab {} is up: {}", st.name, names.join(" "));
     }
     Ok(())
@@ -150,7 +174,11 @@ fn do_check(t: &topo::Topology, global: &Global) -> CmdResult {
     } else {
         print!("{}", check::render_text(&r));
     }
-    Ok(if r.passed() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if r.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn do_down(name: &str, global: &Global) -> anyhow::Result<()> {

@@ -59,7 +59,12 @@ pub fn run(args: Args, global: &Global) -> CmdResult {
     let ns = netns_of(global);
     let mut h = Handle::open(&ns).with_context(|| format!("opening netlink in {ns}"))?;
     match args.cmd {
-        ShimCmd::Add { parent, address, routes, name } => {
+        ShimCmd::Add {
+            parent,
+            address,
+            routes,
+            name,
+        } => {
             if name.len() > 15 {
                 anyhow::bail!("shim name {name:?} is longer than 15 bytes");
             }
@@ -71,24 +76,37 @@ pub fn run(args: Args, global: &Global) -> CmdResult {
                     "routes": routes.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
                 }))?;
             } else {
-                println!("shim {name} on {parent}: {address}, {} route(s) through it", routes.len());
+                println!(
+                    "shim {name} on {parent}: {address}, {} route(s) through it",
+                    routes.len()
+                );
             }
         }
         ShimCmd::Del { parent, name } => {
             let name = name.unwrap_or_else(|| "shim0".to_string());
-            let link = h.link_by_name(&name).with_context(|| format!("finding shim {name} in {ns}"))?;
+            let link = h
+                .link_by_name(&name)
+                .with_context(|| format!("finding shim {name} in {ns}"))?;
             let is_bridge_macvlan = link.kind == LinkKind::Macvlan
-                && link.macvlan.as_ref().is_some_and(|m| m.mode == nl::Mode::Bridge);
+                && link
+                    .macvlan
+                    .as_ref()
+                    .is_some_and(|m| m.mode == nl::Mode::Bridge);
             if !is_bridge_macvlan {
-                anyhow::bail!("{name} is not a bridge-mode macvlan; refusing to delete it as a shim");
+                anyhow::bail!(
+                    "{name} is not a bridge-mode macvlan; refusing to delete it as a shim"
+                );
             }
             if let Some(p) = &parent {
-                let pl = h.link_by_name(p).with_context(|| format!("finding parent {p} in {ns}"))?;
+                let pl = h
+                    .link_by_name(p)
+                    .with_context(|| format!("finding parent {p} in {ns}"))?;
                 if link.parent_index != Some(pl.index) || link.link_netnsid.is_some() {
                     anyhow::bail!("{name} is not a shim on {p}");
                 }
             }
-            h.del_link(link.index).with_context(|| format!("deleting shim {name}"))?;
+            h.del_link(link.index)
+                .with_context(|| format!("deleting shim {name}"))?;
             if global.json {
                 crate::output::print_json(&serde_json::json!({"deleted": name}))?;
             } else {

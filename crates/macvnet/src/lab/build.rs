@@ -52,42 +52,81 @@ struct Builder<'a> {
 
 impl Builder<'_> {
     fn nl<T>(&self, step: impl FnOnce() -> String, r: nl::Result<T>) -> Result<T, LabError> {
-        r.map_err(|source| LabError::Netlink { name: self.t.name.clone(), step: step(), source })
+        r.map_err(|source| LabError::Netlink {
+            name: self.t.name.clone(),
+            step: step(),
+            source,
+        })
     }
 
     fn ns(&self, logical: &str) -> Result<NetnsRef, LabError> {
         self.st
             .physical(logical)
             .map(|p| NetnsRef::Named(p.to_string()))
-            .ok_or_else(|| LabError::Partial { name: self.t.name.clone() })
+            .ok_or_else(|| LabError::Partial {
+                name: self.t.name.clone(),
+            })
     }
 
     fn handle(&self, logical: &str) -> Result<Handle, LabError> {
         let ns = self.ns(logical)?;
-        self.nl(|| format!("opening netlink in netns {logical}"), Handle::open(&ns))
+        self.nl(
+            || format!("opening netlink in netns {logical}"),
+            Handle::open(&ns),
+        )
     }
 
-    fn set(&self, h: &mut Handle, ns: &str, name: &str, change: LinkChange<'_>) -> Result<(), LabError> {
-        let idx = self.nl(|| format!("finding {name} in {ns}"), h.link_by_name(name))?.index;
-        self.nl(|| format!("changing {name} in {ns}"), h.set_link(idx, &change))
+    fn set(
+        &self,
+        h: &mut Handle,
+        ns: &str,
+        name: &str,
+        change: LinkChange<'_>,
+    ) -> Result<(), LabError> {
+        let idx = self
+            .nl(|| format!("finding {name} in {ns}"), h.link_by_name(name))?
+            .index;
+        self.nl(
+            || format!("changing {name} in {ns}"),
+            h.set_link(idx, &change),
+        )
     }
 
     fn addr(&self, h: &mut Handle, ns: &str, name: &str, a: Option<IpNet>) -> Result<(), LabError> {
         let Some(a) = a else { return Ok(()) };
-        let idx = self.nl(|| format!("finding {name} in {ns}"), h.link_by_name(name))?.index;
-        self.nl(|| format!("adding {a} to {name} in {ns}"), h.add_addr(idx, a))
+        let idx = self
+            .nl(|| format!("finding {name} in {ns}"), h.link_by_name(name))?
+            .index;
+        self.nl(
+            || format!("adding {a} to {name} in {ns}"),
+            h.add_addr(idx, a),
+        )
     }
 
     fn namespaces(&mut self) -> Result<(), LabError> {
         for n in &self.t.netns {
             let physical = physical_name(self.st.pid, &n.name);
             // Record first: a crash right after `add` must still be cleanable.
-            self.st.namespaces.push(NsState { logical: n.name.clone(), physical: physical.clone() });
+            self.st.namespaces.push(NsState {
+                logical: n.name.clone(),
+                physical: physical.clone(),
+            });
             state::save(&self.st)?;
-            self.nl(|| format!("creating netns {physical}"), nl::netns::add(&physical))?;
+            self.nl(
+                || format!("creating netns {physical}"),
+                nl::netns::add(&physical),
+            )?;
             if n.lo_up {
                 let mut h = self.handle(&n.name)?;
-                self.set(&mut h, &n.name, "lo", LinkChange { up: Some(true), ..Default::default() })?;
+                self.set(
+                    &mut h,
+                    &n.name,
+                    "lo",
+                    LinkChange {
+                        up: Some(true),
+                        ..Default::default()
+                    },
+                )?;
             }
         }
         Ok(())
@@ -96,56 +135,122 @@ impl Builder<'_> {
     fn uplink(&self, u: &Uplink) -> Result<(), LabError> {
         let (lan_ns, host_ns) = (&u.lan.netns, &u.parent.netns);
         let mut lan = self.handle(lan_ns)?;
-        let host_fd = self.nl(|| format!("opening netns {host_ns}"), self.ns(host_ns)?.open())?;
-        let up = || LinkChange { up: Some(true), ..Default::default() };
+        let host_fd = self.nl(
+            || format!("opening netns {host_ns}"),
+            self.ns(host_ns)?.open(),
+        )?;
+        let up = || LinkChange {
+            up: Some(true),
+            ..Default::default()
+        };
         match &u.switch {
             Some(sw) => {
                 // The lan name is a bridge standing for the external switch; the veth is its port.
-                self.nl(|| format!("creating bridge {} in {lan_ns}", u.lan.name), lan.add_bridge(&u.lan.name))?;
+                self.nl(
+                    || format!("creating bridge {} in {lan_ns}", u.lan.name),
+                    lan.add_bridge(&u.lan.name),
+                )?;
                 let step = || format!("creating veth {} / {}", sw.port, u.parent.name);
-                self.nl(step, lan.add_veth(&sw.port, &u.parent.name, Some(host_fd.as_fd())))?;
-                let br = self.nl(|| format!("finding {}", u.lan.name), lan.link_by_name(&u.lan.name))?;
-                let port = self.nl(|| format!("finding {}", sw.port), lan.link_by_name(&sw.port))?;
-                let change = LinkChange { controller: Some(br.index), up: Some(true), ..Default::default() };
-                self.nl(|| format!("enslaving {} to {}", sw.port, u.lan.name), lan.set_link(port.index, &change))?;
+                self.nl(
+                    step,
+                    lan.add_veth(&sw.port, &u.parent.name, Some(host_fd.as_fd())),
+                )?;
+                let br = self.nl(
+                    || format!("finding {}", u.lan.name),
+                    lan.link_by_name(&u.lan.name),
+                )?;
+                let port = self.nl(
+                    || format!("finding {}", sw.port),
+                    lan.link_by_name(&sw.port),
+                )?;
+                let change = LinkChange {
+                    controller: Some(br.index),
+                    up: Some(true),
+                    ..Default::default()
+                };
+                self.nl(
+                    || format!("enslaving {} to {}", sw.port, u.lan.name),
+                    lan.set_link(port.index, &change),
+                )?;
                 let step = || format!("setting hairpin on {}", sw.port);
                 self.nl(step, lan.set_hairpin(port.index, sw.hairpin))?;
             }
             None => {
                 let step = || format!("creating veth {} / {}", u.lan.name, u.parent.name);
-                self.nl(step, lan.add_veth(&u.lan.name, &u.parent.name, Some(host_fd.as_fd())))?;
+                self.nl(
+                    step,
+                    lan.add_veth(&u.lan.name, &u.parent.name, Some(host_fd.as_fd())),
+                )?;
             }
         }
         if let Some(mac) = u.lan.mac {
-            self.set(&mut lan, lan_ns, &u.lan.name, LinkChange { mac: Some(mac), ..Default::default() })?;
+            self.set(
+                &mut lan,
+                lan_ns,
+                &u.lan.name,
+                LinkChange {
+                    mac: Some(mac),
+                    ..Default::default()
+                },
+            )?;
         }
         self.addr(&mut lan, lan_ns, &u.lan.name, u.lan.address)?;
         self.set(&mut lan, lan_ns, &u.lan.name, up())?;
 
         let mut host = self.handle(host_ns)?;
         if let Some(mac) = u.parent.mac {
-            self.set(&mut host, host_ns, &u.parent.name, LinkChange { mac: Some(mac), ..Default::default() })?;
+            self.set(
+                &mut host,
+                host_ns,
+                &u.parent.name,
+                LinkChange {
+                    mac: Some(mac),
+                    ..Default::default()
+                },
+            )?;
         }
         self.addr(&mut host, host_ns, &u.parent.name, u.parent.address)?;
         self.set(&mut host, host_ns, &u.parent.name, up())?;
         if let Some(shim) = &u.shim {
-            let step = || format!("adding shim {} on {} in {host_ns}", shim.name, u.parent.name);
-            self.nl(step, add_shim(&mut host, &u.parent.name, &shim.name, shim.address, &shim.routes))?;
+            let step = || {
+                format!(
+                    "adding shim {} on {} in {host_ns}",
+                    shim.name, u.parent.name
+                )
+            };
+            self.nl(
+                step,
+                add_shim(
+                    &mut host,
+                    &u.parent.name,
+                    &shim.name,
+                    shim.address,
+                    &shim.routes,
+                ),
+            )?;
         }
         Ok(())
     }
 
     fn children(&self) -> Result<(), LabError> {
         for c in &self.t.children {
-            let Some(u) = self.t.uplinks.get(c.uplink) else { continue };
+            let Some(u) = self.t.uplinks.get(c.uplink) else {
+                continue;
+            };
             let host_ns = &u.parent.netns;
             let mut host = self.handle(host_ns)?;
-            let parent = self.nl(|| format!("finding parent {}", u.parent.name), host.link_by_name(&u.parent.name))?;
+            let parent = self.nl(
+                || format!("finding parent {}", u.parent.name),
+                host.link_by_name(&u.parent.name),
+            )?;
             // Created directly inside the child's namespace (IFLA_NET_NS_FD), like the CNI plugin.
             let netns = if c.netns == *host_ns {
                 None
             } else {
-                let fd = self.nl(|| format!("opening netns {}", c.netns), self.ns(&c.netns)?.open())?;
+                let fd = self.nl(
+                    || format!("opening netns {}", c.netns),
+                    self.ns(&c.netns)?.open(),
+                )?;
                 Some(Arc::new(fd))
             };
             let spec = MacvlanSpec {
@@ -161,11 +266,24 @@ impl Builder<'_> {
                 ..Default::default()
             };
             let kind = if c.tap { "macvtap" } else { "macvlan" };
-            let step = || format!("creating {kind} {} ({}) on {} into {}", c.name, c.mode, u.parent.name, c.netns);
+            let step = || {
+                format!(
+                    "creating {kind} {} ({}) on {} into {}",
+                    c.name, c.mode, u.parent.name, c.netns
+                )
+            };
             self.nl(step, host.add_macvlan(&spec))?;
             let mut h = self.handle(&c.netns)?;
             self.addr(&mut h, &c.netns, &c.name, c.address)?;
-            self.set(&mut h, &c.netns, &c.name, LinkChange { up: Some(true), ..Default::default() })?;
+            self.set(
+                &mut h,
+                &c.netns,
+                &c.name,
+                LinkChange {
+                    up: Some(true),
+                    ..Default::default()
+                },
+            )?;
         }
         Ok(())
     }
@@ -174,7 +292,11 @@ impl Builder<'_> {
 /// Live lab namespaces of a state (those still under /run/netns).
 pub fn live_namespaces(st: &LabState) -> Vec<String> {
     let present = nl::netns::list().unwrap_or_default();
-    st.namespaces.iter().filter(|n| present.contains(&n.physical)).map(|n| n.physical.clone()).collect()
+    st.namespaces
+        .iter()
+        .filter(|n| present.contains(&n.physical))
+        .map(|n| n.physical.clone())
+        .collect()
 }
 
 /// Bring a lab up. On failure the state file stays, listing what may exist, for `down`.
@@ -182,7 +304,10 @@ pub fn up(t: &Topology, file: &str) -> Result<LabState, LabError> {
     if let Some(old) = state::load(&t.name)? {
         let live = live_namespaces(&old);
         if !live.is_empty() {
-            return Err(LabError::AlreadyUp { name: t.name.clone(), namespaces: live.join(", ") });
+            return Err(LabError::AlreadyUp {
+                name: t.name.clone(),
+                namespaces: live.join(", "),
+            });
         }
         tracing::info!(lab = %t.name, "removing stale state (no live namespaces)");
     }
@@ -218,7 +343,11 @@ pub struct DownReport {
 /// Remove exactly what the state lists (namespaces take their links with them). Idempotent.
 pub fn down(lab: &str) -> Result<DownReport, LabError> {
     let Some(st) = state::load(lab)? else {
-        return Ok(DownReport { lab: lab.to_string(), removed: vec![], nothing_to_do: true });
+        return Ok(DownReport {
+            lab: lab.to_string(),
+            removed: vec![],
+            nothing_to_do: true,
+        });
     };
     let live = live_namespaces(&st);
     let mut first_err = None;
@@ -236,5 +365,9 @@ pub fn down(lab: &str) -> Result<DownReport, LabError> {
         return Err(e);
     }
     state::remove(lab)?;
-    Ok(DownReport { lab: lab.to_string(), nothing_to_do: live.is_empty(), removed: live })
+    Ok(DownReport {
+        lab: lab.to_string(),
+        nothing_to_do: live.is_empty(),
+        removed: live,
+    })
 }

@@ -18,7 +18,7 @@ use super::LabError;
 pub const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 pub const PROBE_TRIES: u32 = 2;
 /// Probes in flight at once (each is a short-lived thread in a namespace).
-const PARALLEL: usize = 16;
+const PARALLEL: usize = 64;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Cell {
@@ -145,7 +145,9 @@ impl TapWatch {
 
     /// Read every queued frame; count frames and ARP requests for our address.
     fn drain(&mut self) -> (u32, u32) {
-        let Some(f) = self.file.as_mut() else { return (0, 0) };
+        let Some(f) = self.file.as_mut() else {
+            return (0, 0);
+        };
         let (mut frames, mut arps) = (0, 0);
         let mut buf = vec![0u8; 65536];
         // Bounded: a queue holds at most a few hundred frames.
@@ -154,7 +156,10 @@ impl TapWatch {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     frames += 1;
-                    if buf.get(..n).is_some_and(|fr| is_arp_request_for(fr, self.addr)) {
+                    if buf
+                        .get(..n)
+                        .is_some_and(|fr| is_arp_request_for(fr, self.addr))
+                    {
                         arps += 1;
                     }
                 }
@@ -169,7 +174,9 @@ impl TapWatch {
 fn is_arp_request_for(frame: &[u8], ip: IpAddr) -> bool {
     let IpAddr::V4(v4) = ip else { return false };
     [10usize, 12, 0].iter().any(|off| {
-        let Some(f) = frame.get(*off..) else { return false };
+        let Some(f) = frame.get(*off..) else {
+            return false;
+        };
         // Ethernet: type at 12..14 = 0x0806; ARP: oper at 20..22 = 1, target IP at 38..42.
         f.get(12..14) == Some(&[0x08, 0x06][..])
             && f.get(20..22) == Some(&[0, 1][..])
@@ -180,28 +187,46 @@ fn is_arp_request_for(frame: &[u8], ip: IpAddr) -> bool {
 /// Run the matrix against a lab that is up.
 pub fn check(t: &Topology, st: &LabState) -> Result<Report, LabError> {
     if !st.complete {
-        return Err(LabError::Partial { name: t.name.clone() });
+        return Err(LabError::Partial {
+            name: t.name.clone(),
+        });
     }
     let start = Instant::now();
     let eps = endpoints(t);
     let mut probes = Vec::new();
     for a in &eps {
-        let phys = st.physical(&a.netns).ok_or_else(|| LabError::Partial { name: t.name.clone() })?;
+        let phys = st.physical(&a.netns).ok_or_else(|| LabError::Partial {
+            name: t.name.clone(),
+        })?;
         let shared = eps.iter().filter(|e| e.netns == a.netns).count() > 1;
         for b in &eps {
             // Same-namespace targets are local: binding a device would only get in the way.
             let via = (shared && a.netns != b.netns).then(|| a.ifname.clone());
-            probes.push(Probe { from: a, to: b, ns: NetnsRef::Named(phys.to_string()), via });
+            probes.push(Probe {
+                from: a,
+                to: b,
+                ns: NetnsRef::Named(phys.to_string()),
+                via,
+            });
         }
     }
-    let mut taps: Vec<TapWatch> = eps.iter().filter_map(|e| TapWatch::open(t, st, e)).collect();
+    let mut taps: Vec<TapWatch> = eps
+        .iter()
+        .filter_map(|e| TapWatch::open(t, st, e))
+        .collect();
 
     let mut results = Vec::with_capacity(probes.len());
     for chunk in probes.chunks(PARALLEL) {
         let out: Vec<_> = std::thread::scope(|s| {
-            let hs: Vec<_> = chunk.iter().map(|p| s.spawn(move || run_probe(p))).collect();
+            let hs: Vec<_> = chunk
+                .iter()
+                .map(|p| s.spawn(move || run_probe(p)))
+                .collect();
             hs.into_iter()
-                .map(|h| h.join().unwrap_or((false, None, Some("probe thread panicked".into()))))
+                .map(|h| {
+                    h.join()
+                        .unwrap_or((false, None, Some("probe thread panicked".into())))
+                })
                 .collect()
         });
         results.extend(out);
@@ -258,7 +283,12 @@ pub fn check(t: &Topology, st: &LabState) -> Result<Report, LabError> {
 pub fn render_text(r: &Report) -> String {
     let labels: Vec<&str> = r.endpoints.iter().map(|e| e.label.as_str()).collect();
     let corner = "from \\ to";
-    let w0 = labels.iter().map(|l| l.len()).max().unwrap_or(0).max(corner.len());
+    let w0 = labels
+        .iter()
+        .map(|l| l.len())
+        .max()
+        .unwrap_or(0)
+        .max(corner.len());
     let cw: Vec<usize> = labels.iter().map(|l| l.len().max(3)).collect();
     let mut s = String::new();
     s.push_str(&format!("{corner:<w0$}"));
@@ -269,7 +299,11 @@ pub fn render_text(r: &Report) -> String {
     for from in &labels {
         s.push_str(&format!("{from:<w0$}"));
         for (to, w) in labels.iter().zip(&cw) {
-            let g = r.cells.iter().find(|c| c.from == *from && c.to == *to).map_or("?", |c| c.glyph());
+            let g = r
+                .cells
+                .iter()
+                .find(|c| c.from == *from && c.to == *to)
+                .map_or("?", |c| c.glyph());
             s.push_str(&format!("  {g:>w$}"));
         }
         s.push('\n');
@@ -296,7 +330,12 @@ pub fn render_text(r: &Report) -> String {
         }
     }
     for c in r.cells.iter().filter(|c| c.error.is_some()) {
-        s.push_str(&format!("  probe {}→{} failed: {}\n", c.from, c.to, c.error.as_deref().unwrap_or("")));
+        s.push_str(&format!(
+            "  probe {}→{} failed: {}\n",
+            c.from,
+            c.to,
+            c.error.as_deref().unwrap_or("")
+        ));
     }
     for tp in &r.taps {
         let status = if tp.ok { "ok" } else { "!!" };

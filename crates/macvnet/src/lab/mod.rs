@@ -25,9 +25,17 @@ pub enum LabError {
         source: std::io::Error,
     },
     #[error("{file}:{line}: {msg}")]
-    Parse { file: String, line: usize, msg: String },
+    Parse {
+        file: String,
+        line: usize,
+        msg: String,
+    },
     #[error("{file}:{line}: {msg}")]
-    Invalid { file: String, line: usize, msg: String },
+    Invalid {
+        file: String,
+        line: usize,
+        msg: String,
+    },
     #[error("lab {name}: {step}: {source}")]
     Netlink {
         name: String,
@@ -36,7 +44,11 @@ pub enum LabError {
         source: nl::Error,
     },
     #[error("lab state {path}: {op}: {detail}")]
-    State { path: String, op: &'static str, detail: String },
+    State {
+        path: String,
+        op: &'static str,
+        detail: String,
+    },
     #[error("lab {name} is already up (namespaces {namespaces}); run `macvnet lab down` first")]
     AlreadyUp { name: String, namespaces: String },
     #[error("lab {name} is not up (no state file {path}); run `macvnet lab up` first")]

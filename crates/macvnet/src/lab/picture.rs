@@ -22,7 +22,10 @@ pub fn picture(t: &Topology, st: Option<&LabState>) -> Picture {
             if !n.lo_up {
                 label.push_str(" [lo down]");
             }
-            PicNs { label, links: vec![] }
+            PicNs {
+                label,
+                links: vec![],
+            }
         })
         .collect();
     let mut push = |ns: &str, l: PicLink| {
@@ -59,7 +62,11 @@ pub fn picture(t: &Topology, st: Option<&LabState>) -> Picture {
             PicLink {
                 id: lan_id.clone(),
                 name: u.lan.name.clone(),
-                kind: if u.switch.is_some() { "bridge".into() } else { "veth".into() },
+                kind: if u.switch.is_some() {
+                    "bridge".into()
+                } else {
+                    "veth".into()
+                },
                 mac: u.lan.mac.map(|m| m.to_string()),
                 addrs: u.lan.address.iter().map(|a| a.to_string()).collect(),
                 notes: gw_notes,
@@ -99,7 +106,9 @@ pub fn picture(t: &Topology, st: Option<&LabState>) -> Picture {
         }
     }
     for c in &t.children {
-        let Some(u) = t.uplinks.get(c.uplink) else { continue };
+        let Some(u) = t.uplinks.get(c.uplink) else {
+            continue;
+        };
         let mut notes = Vec::new();
         if c.tap {
             notes.push("frames → /dev/tapN".to_string());
@@ -113,7 +122,11 @@ pub fn picture(t: &Topology, st: Option<&LabState>) -> Picture {
             PicLink {
                 id: id(&c.netns, &c.name),
                 name: c.name.clone(),
-                kind: if c.tap { "macvtap".into() } else { "macvlan".into() },
+                kind: if c.tap {
+                    "macvtap".into()
+                } else {
+                    "macvlan".into()
+                },
                 mode: Some(c.mode.to_string()),
                 mac: c.mac.map(|m| m.to_string()),
                 addrs: c.address.iter().map(|a| a.to_string()).collect(),
@@ -127,5 +140,8 @@ pub fn picture(t: &Topology, st: Option<&LabState>) -> Picture {
     } else {
         format!("lab {}: {}", t.name, t.description)
     };
-    Picture { title, namespaces: nss }
+    Picture {
+        title,
+        namespaces: nss,
+    }
 }

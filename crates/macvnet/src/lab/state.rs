@@ -35,7 +35,10 @@ pub struct NsState {
 impl LabState {
     /// Physical name of a logical namespace.
     pub fn physical(&self, logical: &str) -> Option<&str> {
-        self.namespaces.iter().find(|n| n.logical == logical).map(|n| n.physical.as_str())
+        self.namespaces
+            .iter()
+            .find(|n| n.logical == logical)
+            .map(|n| n.physical.as_str())
     }
 }
 
@@ -48,14 +51,20 @@ pub fn state_path(lab: &str) -> PathBuf {
 }
 
 fn err(path: &Path, op: &'static str, detail: impl ToString) -> LabError {
-    LabError::State { path: path.display().to_string(), op, detail: detail.to_string() }
+    LabError::State {
+        path: path.display().to_string(),
+        op,
+        detail: detail.to_string(),
+    }
 }
 
 /// Read the state of `lab`; `None` when there is none.
 pub fn load(lab: &str) -> Result<Option<LabState>, LabError> {
     let path = state_path(lab);
     match std::fs::read_to_string(&path) {
-        Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| err(&path, "decoding", e)),
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| err(&path, "decoding", e)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(err(&path, "reading", e)),
     }

@@ -175,12 +175,20 @@ pub fn parse(text: &str, file: &str) -> Result<Topology, LabError> {
         line: e.span().map_or(0, |s| line_of(text, s.start)),
         msg: e.message().to_string(),
     })?;
-    Validator { text, file, seen_names: HashMap::new(), seen_addrs: HashMap::new() }.run(raw)
+    Validator {
+        text,
+        file,
+        seen_names: HashMap::new(),
+        seen_addrs: HashMap::new(),
+    }
+    .run(raw)
 }
 
 /// 1-based line of a byte offset.
 fn line_of(text: &str, offset: usize) -> usize {
-    text.get(..offset).map_or(0, |t| t.bytes().filter(|b| *b == b'\n').count()) + 1
+    text.get(..offset)
+        .map_or(0, |t| t.bytes().filter(|b| *b == b'\n').count())
+        + 1
 }
 
 struct Validator<'a> {
@@ -215,7 +223,8 @@ impl Validator<'_> {
         let v = s.get_ref();
         let ok = !v.is_empty()
             && v.len() <= 32
-            && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !ok {
             return self.err(
                 s.span(),
@@ -268,7 +277,9 @@ impl Validator<'_> {
         if let Some(first) = self.seen_names.insert((ns.to_string(), name.clone()), line) {
             return self.err(
                 s.span(),
-                format!("duplicate link name {name:?} in netns {ns:?} (first used on line {first})"),
+                format!(
+                    "duplicate link name {name:?} in netns {ns:?} (first used on line {first})"
+                ),
             );
         }
         Ok(name)
@@ -300,7 +311,10 @@ impl Validator<'_> {
         if let Some(first) = self.seen_addrs.insert(net.addr(), line) {
             return self.err(
                 s.span(),
-                format!("duplicate address {} (first used on line {first})", net.addr()),
+                format!(
+                    "duplicate address {} (first used on line {first})",
+                    net.addr()
+                ),
             );
         }
         Ok(Some(net))
@@ -313,7 +327,10 @@ impl Validator<'_> {
             msg: format!("{e}"),
         })?;
         if !m.is_unicast() || m.is_zero() {
-            return self.err(s.span(), format!("MAC {m} must be a non-zero unicast address"));
+            return self.err(
+                s.span(),
+                format!("MAC {m} must be a non-zero unicast address"),
+            );
         }
         Ok(m)
     }
@@ -323,7 +340,12 @@ impl Validator<'_> {
         let name = self.claim_name(&netns, &r.name)?;
         let address = self.address(&r.address)?;
         let mac = r.mac.as_ref().map(|m| self.mac(m)).transpose()?;
-        Ok(Iface { netns, name, address, mac })
+        Ok(Iface {
+            netns,
+            name,
+            address,
+            mac,
+        })
     }
 
     fn run(mut self, raw: RawFile) -> Result<Topology, LabError> {
@@ -353,7 +375,10 @@ impl Validator<'_> {
         let mut uplinks = Vec::new();
         for (i, u) in raw.uplink.iter().enumerate() {
             if let Some(shim) = &u.lan.shim {
-                return self.err(shim.span(), "a shim belongs on the parent, not on the lan side");
+                return self.err(
+                    shim.span(),
+                    "a shim belongs on the parent, not on the lan side",
+                );
             }
             let lan = self.iface(&u.lan, &netns)?;
             let switch = match &u.switch {
@@ -366,7 +391,10 @@ impl Validator<'_> {
                             self.claim_name(&lan.netns, &p)?
                         }
                     };
-                    Some(Switch { hairpin: s.hairpin, port })
+                    Some(Switch {
+                        hairpin: s.hairpin,
+                        port,
+                    })
                 }
             };
             let parent = self.iface(&u.parent, &netns)?;
@@ -381,18 +409,33 @@ impl Validator<'_> {
                 Some(s) => {
                     let rs = s.get_ref();
                     let default_name = Spanned::new(s.span(), "shim0".to_string());
-                    let nm = self.claim_name(&parent.netns, rs.name.as_ref().unwrap_or(&default_name))?;
-                    let address =
-                        self.address(&Some(rs.address.clone()))?.ok_or_else(|| LabError::Invalid {
+                    let nm =
+                        self.claim_name(&parent.netns, rs.name.as_ref().unwrap_or(&default_name))?;
+                    let address = self.address(&Some(rs.address.clone()))?.ok_or_else(|| {
+                        LabError::Invalid {
                             file: self.file.to_string(),
                             line: line_of(self.text, s.span().start),
                             msg: "shim needs an address".into(),
-                        })?;
-                    let routes = rs.routes.iter().map(|r| self.net(r)).collect::<Result<_, _>>()?;
-                    Some(Shim { name: nm, address, routes })
+                        }
+                    })?;
+                    let routes = rs
+                        .routes
+                        .iter()
+                        .map(|r| self.net(r))
+                        .collect::<Result<_, _>>()?;
+                    Some(Shim {
+                        name: nm,
+                        address,
+                        routes,
+                    })
                 }
             };
-            uplinks.push(Uplink { lan, parent, switch, shim });
+            uplinks.push(Uplink {
+                lan,
+                parent,
+                switch,
+                shim,
+            });
         }
 
         let mut children: Vec<Child> = Vec::new();
@@ -406,7 +449,9 @@ impl Validator<'_> {
             let matches: Vec<usize> = uplinks
                 .iter()
                 .enumerate()
-                .filter(|(_, u)| u.parent.name == pname && pns.map_or(true, |n| n == u.parent.netns))
+                .filter(|(_, u)| {
+                    u.parent.name == pname && pns.map_or(true, |n| n == u.parent.netns)
+                })
                 .map(|(i, _)| i)
                 .collect();
             let uplink = match matches.as_slice() {
@@ -460,7 +505,11 @@ impl Validator<'_> {
                 let span = c.source_macs.first().map(|s| s.span()).unwrap_or_default();
                 return self.err(span, "source_macs only make sense with mode = \"source\"");
             }
-            let source_macs = c.source_macs.iter().map(|m| self.mac(m)).collect::<Result<_, _>>()?;
+            let source_macs = c
+                .source_macs
+                .iter()
+                .map(|m| self.mac(m))
+                .collect::<Result<_, _>>()?;
             let mode_span = c.mode.as_ref().map_or(c.name.span(), |m| m.span());
             if c.nopromisc && mode != Mode::Passthru {
                 return self.err(mode_span, "nopromisc only applies to mode = \"passthru\"");
@@ -470,7 +519,8 @@ impl Validator<'_> {
             if mode == Mode::Passthru && !siblings.is_empty()
                 || siblings.iter().any(|o| o.mode == Mode::Passthru)
             {
-                let two = mode == Mode::Passthru && siblings.iter().any(|o| o.mode == Mode::Passthru);
+                let two =
+                    mode == Mode::Passthru && siblings.iter().any(|o| o.mode == Mode::Passthru);
                 return self.err(
                     mode_span,
                     if two {
@@ -495,7 +545,13 @@ impl Validator<'_> {
                 nopromisc: c.nopromisc,
             });
         }
-        Ok(Topology { name, description: raw.description, netns, uplinks, children })
+        Ok(Topology {
+            name,
+            description: raw.description,
+            netns,
+            uplinks,
+            children,
+        })
     }
 }
 
@@ -549,12 +605,18 @@ address = "198.18.0.12/24"
 
     #[test]
     fn errors_carry_lines() {
-        let (l, m) = line_err(&SEED.replace("parent = \"eth0\"\nmode = \"bridge\"\nnetns = \"ns2\"", "parent = \"eth9\"\nmode = \"bridge\"\nnetns = \"ns2\""));
+        let (l, m) = line_err(&SEED.replace(
+            "parent = \"eth0\"\nmode = \"bridge\"\nnetns = \"ns2\"",
+            "parent = \"eth9\"\nmode = \"bridge\"\nnetns = \"ns2\"",
+        ));
         assert_eq!(l, 21, "{m}");
         assert!(m.contains("unknown parent"), "{m}");
         let (l, m) = line_err(&SEED.replace("198.18.0.12/24", "198.18.0.11/24"));
         assert_eq!(l, 24);
-        assert!(m.contains("duplicate address") && m.contains("line 18"), "{m}");
+        assert!(
+            m.contains("duplicate address") && m.contains("line 18"),
+            "{m}"
+        );
         let (l, m) = line_err(&SEED.replacen("mode = \"bridge\"", "mode = \"bridgy\"", 1));
         assert_eq!(l, 16);
         assert!(m.contains("private, vepa, bridge, passthru, source"), "{m}");
@@ -570,7 +632,11 @@ address = "198.18.0.12/24"
         let (l, m) = line_err(&SEED.replace("netns = \"ns2\"", "netns = \"ns3\""));
         assert_eq!(l, 23);
         assert!(m.contains("unknown netns"), "{m}");
-        let (l, m) = line_err(&SEED.replace("\"mac2\"", "\"mac1\"").replace("\"ns2\"\naddress", "\"ns1\"\naddress"));
+        let (l, m) = line_err(
+            &SEED
+                .replace("\"mac2\"", "\"mac1\"")
+                .replace("\"ns2\"\naddress", "\"ns1\"\naddress"),
+        );
         assert_eq!(l, 20);
         assert!(m.contains("duplicate link name"), "{m}");
         let (_, m) = line_err(&SEED.replace("198.18.0.12/24", "198.18.0.12/8"));
