@@ -145,7 +145,13 @@ impl CniError {
 
     /// [`CniError::to_json`] rendered like Go's `Print` (4-space indent).
     pub fn to_string_pretty(&self, cni_version: &str) -> String {
-        crate::types::pretty(&self.to_json(cni_version)).unwrap_or_else(|_| {
+        let reply = ErrorReply {
+            cni_version,
+            code: self.code,
+            msg: &self.msg,
+            details: &self.details,
+        };
+        crate::types::pretty(&reply).unwrap_or_else(|_| {
             format!(
                 "{{\"code\": {}, \"msg\": \"error encoding failed\"}}",
                 self.code

@@ -54,9 +54,12 @@ pub struct Interface {
     pub pci_id: Option<String>,
 }
 
-/// An address assigned to an interface.
+/// An address assigned to an interface (fields in the Go library's output order).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IpConfig {
+    /// Index into [`CniResult::interfaces`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<usize>,
     /// Address with prefix length, host bits kept ("198.18.0.5/24").
     pub address: IpNet,
     #[serde(
@@ -65,9 +68,6 @@ pub struct IpConfig {
         deserialize_with = "ip_opt"
     )]
     pub gateway: Option<IpAddr>,
-    /// Index into [`CniResult::interfaces`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub interface: Option<usize>,
 }
 
 /// A route; `mtu`, `advmss`, `priority`, `table` and `scope` are 1.1.0 only.
@@ -222,10 +222,19 @@ struct Wire100 {
     dns: Dns,
 }
 
+/// One version's output shape, serialized in Go's field order.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Rendered<'a> {
+    V100(Out100<'a>),
+    V040(Out040<'a>),
+    V020(Wire020),
+}
+
 #[derive(Serialize)]
 struct Out100<'a> {
     #[serde(rename = "cniVersion")]
-    cni_version: &'a str,
+    cni_version: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     interfaces: Vec<Interface>,
     #[serde(skip_serializing_if = "<[IpConfig]>::is_empty")]
@@ -240,7 +249,7 @@ struct Out100<'a> {
 #[derive(Serialize)]
 struct Out040<'a> {
     #[serde(rename = "cniVersion")]
-    cni_version: &'a str,
+    cni_version: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     interfaces: Vec<Interface>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -403,30 +412,35 @@ impl CniResult {
     /// (dst and gw only), and fail (code 999, Go's generic error) with no address at all.
     /// Unknown versions are code 1.
     pub fn to_json(&self, version: &str) -> Result<Value, CniError> {
+        let rendered = self.render(version)?;
+        serde_json::to_value(&rendered)
+            .map_err(|e| CniError::internal(format!("failed to encode result: {e}")))
+    }
+
+    fn render(&self, version: &str) -> Result<Rendered<'_>, CniError> {
         let version = if version.is_empty() { "0.1.0" } else { version };
         let family = family_or_err(version)?;
-        let ser = |r: Result<Value, serde_json::Error>| {
-            r.map_err(|e| CniError::internal(format!("failed to encode result: {e}")))
-        };
         match family {
             ResultFamily::V100 => {
-                let stripped;
-                let src = if version == "1.1.0" {
-                    self
-                } else {
-                    stripped = self.stripped_to_1_0();
-                    &stripped
-                };
-                ser(serde_json::to_value(Out100 {
-                    cni_version: version,
-                    interfaces: src.interfaces.clone(),
-                    ips: &src.ips,
-                    routes: src.routes.clone(),
-                    dns: &src.dns,
+                let full = version == "1.1.0";
+                Ok(Rendered::V100(Out100 {
+                    cni_version: version.to_string(),
+                    interfaces: if full {
+                        self.interfaces.clone()
+                    } else {
+                        self.interfaces.iter().map(strip_interface).collect()
+                    },
+                    ips: &self.ips,
+                    routes: if full {
+                        self.routes.clone()
+                    } else {
+                        self.routes.iter().map(Route::strip_1_1).collect()
+                    },
+                    dns: &self.dns,
                 }))
             }
-            ResultFamily::V040 => ser(serde_json::to_value(Out040 {
-                cni_version: version,
+            ResultFamily::V040 => Ok(Rendered::V040(Out040 {
+                cni_version: version.to_string(),
                 interfaces: self.interfaces.iter().map(strip_interface).collect(),
                 ips: self
                     .ips
@@ -466,7 +480,7 @@ impl CniResult {
                 if ip4.is_none() && ip6.is_none() {
                     return Err(CniError::internal("cannot convert: no valid IP addresses"));
                 }
-                ser(serde_json::to_value(Wire020 {
+                Ok(Rendered::V020(Wire020 {
                     cni_version: Some(version.to_string()),
                     ip4,
                     ip6,
@@ -478,8 +492,8 @@ impl CniResult {
 
     /// [`CniResult::to_json`] rendered like Go's `PrintTo` (4-space indent).
     pub fn to_string_pretty(&self, version: &str) -> Result<String, CniError> {
-        let v = self.to_json(version)?;
-        pretty(&v).map_err(|e| CniError::internal(format!("failed to encode result: {e}")))
+        let rendered = self.render(version)?;
+        pretty(&rendered).map_err(|e| CniError::internal(format!("failed to encode result: {e}")))
     }
 
     /// Convert a result JSON of any version to `to_version` (parse + [`CniResult::to_json`]).
@@ -489,7 +503,7 @@ impl CniResult {
 }
 
 /// JSON with 4-space indentation, as the Go library prints results and errors.
-pub(crate) fn pretty(v: &Value) -> Result<String, serde_json::Error> {
+pub(crate) fn pretty<T: Serialize + ?Sized>(v: &T) -> Result<String, serde_json::Error> {
     let mut buf = Vec::new();
     let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
     let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
