@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,12 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 pub const MAX_OUTPUT: usize = 4 * 1024 * 1024;
 /// Spawn retries on ETXTBSY (the binary is being written), as Go does.
 const TXTBSY_RETRIES: u32 = 5;
-const POLL: Duration = Duration::from_millis(10);
+/// Longest nap while reaping a child that closed its pipes but has not exited yet.
+const MAX_NAP: Duration = Duration::from_millis(10);
+/// How often to look for a child that exited while something else holds its pipes.
+const SLICE: Duration = Duration::from_millis(50);
+/// How long to wait for pipes after the child exited.
+const PIPE_GRACE: Duration = Duration::from_secs(1);
 
 /// Find `plugin` in `paths`: first regular, executable file named `plugin`.
 /// Errors are Go's messages with code 999 (Go returns a plain error there, which its
@@ -156,28 +161,52 @@ impl Delegate {
                 let _ = stdin.write_all(&data);
             });
         }
-        let (tx, rx) = mpsc::channel::<(bool, Vec<u8>)>();
+        let (mut out_buf, mut err_buf) = (Shared::default(), Shared::default());
+        let (tx, rx) = mpsc::channel::<bool>();
         if let Some(out) = child.stdout.take() {
-            spawn_reader(out, true, tx.clone());
+            out_buf = spawn_reader(out, true, tx.clone());
         }
         if let Some(err) = child.stderr.take() {
-            spawn_reader(err, false, tx.clone());
+            err_buf = spawn_reader(err, false, tx.clone());
         }
         drop(tx);
 
-        let status = wait_bounded(&mut child, deadline, &path, self.timeout)?;
-        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-        for _ in 0..2 {
-            // Short grace: a grandchild holding the pipes open must not hang us.
-            let left = deadline
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_secs(1));
-            match rx.recv_timeout(left) {
-                Ok((true, b)) => stdout = b,
-                Ok((false, b)) => stderr = b,
-                Err(_) => break,
+        let (mut out_done, mut err_done) = (false, false);
+        let mut exited: Option<(ExitStatus, Instant)> = None;
+        // Pipes close when the child exits, so this wakes as soon as it is done; the
+        // slices only serve to notice a child that exited while a grandchild holds
+        // the pipes open (then we stop waiting after PIPE_GRACE).
+        while !(out_done && err_done) {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(kill_for_timeout(&mut child, &path, self.timeout));
+            }
+            if exited.is_some_and(|(_, at)| now >= at + PIPE_GRACE) {
+                break;
+            }
+            match rx.recv_timeout((deadline - now).min(SLICE)) {
+                Ok(true) => out_done = true,
+                Ok(false) => err_done = true,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if exited.is_none() {
+                        if let Ok(Some(st)) = child.try_wait() {
+                            exited = Some((st, Instant::now()));
+                        }
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
         }
+        let status = match exited {
+            Some((st, _)) => st,
+            None => wait_bounded(&mut child, deadline, &path, self.timeout)?,
+        };
+        let take = |b: &Shared| {
+            b.lock()
+                .map(|mut v| std::mem::take(&mut *v))
+                .unwrap_or_default()
+        };
+        let (stdout, stderr) = (take(&out_buf), take(&err_buf));
 
         if status.success() {
             if !stderr.is_empty() {
@@ -215,40 +244,65 @@ impl Delegate {
     }
 }
 
+/// Output collected by a reader thread; readable before EOF if a grandchild keeps the pipe open.
+type Shared = Arc<Mutex<Vec<u8>>>;
+
 fn spawn_reader(
     mut pipe: impl Read + Send + 'static,
     is_stdout: bool,
-    tx: mpsc::Sender<(bool, Vec<u8>)>,
-) {
+    tx: mpsc::Sender<bool>,
+) -> Shared {
+    let shared: Shared = Arc::default();
+    let sink = Arc::clone(&shared);
     thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = (&mut pipe).take(MAX_OUTPUT as u64).read_to_end(&mut buf);
-        // Drain the rest so the child never blocks on a full pipe.
-        let _ = std::io::copy(&mut pipe, &mut std::io::sink());
-        let _ = tx.send((is_stdout, buf));
+        let mut chunk = [0u8; 8192];
+        loop {
+            match pipe.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let Ok(mut buf) = sink.lock() else { break };
+                    // Keep at most MAX_OUTPUT; keep draining so the child never blocks.
+                    let room = MAX_OUTPUT.saturating_sub(buf.len());
+                    buf.extend_from_slice(chunk.get(..n.min(room)).unwrap_or_default());
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        let _ = tx.send(is_stdout);
     });
+    shared
 }
 
+fn kill_for_timeout(child: &mut Child, path: &Path, timeout: Duration) -> CniError {
+    // Child::kill signals this child's pid (SIGKILL), nothing else.
+    let _ = child.kill();
+    let _ = child.wait();
+    CniError::internal(format!(
+        "plugin {} timed out after {} s and was killed",
+        path.display(),
+        timeout.as_secs_f64()
+    ))
+}
+
+/// Reap the child; it has normally just closed its pipes, so start with short naps.
 fn wait_bounded(
     child: &mut Child,
     deadline: Instant,
     path: &Path,
     timeout: Duration,
 ) -> Result<ExitStatus, CniError> {
+    let mut nap = Duration::from_micros(50);
     loop {
         match child.try_wait() {
             Ok(Some(status)) => return Ok(status),
             Ok(None) if Instant::now() >= deadline => {
-                // Child::kill signals this child's pid (SIGKILL), nothing else.
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(CniError::internal(format!(
-                    "plugin {} timed out after {} s and was killed",
-                    path.display(),
-                    timeout.as_secs_f64()
-                )));
+                return Err(kill_for_timeout(child, path, timeout))
             }
-            Ok(None) => thread::sleep(POLL),
+            Ok(None) => {
+                thread::sleep(nap);
+                nap = (nap * 2).min(MAX_NAP);
+            }
             Err(e) => {
                 let _ = child.kill();
                 let _ = child.wait();

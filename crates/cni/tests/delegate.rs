@@ -237,6 +237,31 @@ fn timeout_kills_child() {
     );
 }
 
+#[test]
+fn grandchild_holding_pipes_does_not_hang() {
+    let d = TempDir::new("deleg-grandchild");
+    let pidfile = d.path().join("pid");
+    // The background sleep inherits stdout and keeps it open after the plugin exits.
+    d.script(
+        "leaky",
+        &format!(
+            "cat >/dev/null; sleep 20 & echo $! > '{}'; echo '{{\"cniVersion\":\"1.0.0\",\"ips\":[{{\"address\":\"198.18.0.12/24\"}}]}}'",
+            pidfile.display()
+        ),
+    );
+    let start = Instant::now();
+    let r = Delegate::new(vec![d.path().into()]).add("leaky", CONF);
+    let took = start.elapsed();
+    let pid = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .to_string();
+    // Clean up the sleeper we caused, by pid.
+    let _ = std::process::Command::new("kill").arg(&pid).status();
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert_eq!(r.unwrap().ips[0].address.to_string(), "198.18.0.12/24");
+}
+
 /// An outer plugin delegating IPAM, driven through the skel.
 struct Outer;
 

@@ -388,3 +388,16 @@ fn pretty_uses_go_indent() {
         "{s}"
     );
 }
+
+#[test]
+fn as_version_matches_round_trip() {
+    let r = full_result();
+    for v in SUPPORTED_VERSIONS {
+        let through = r.as_version(v).unwrap();
+        let bytes = r.to_string_pretty(v).unwrap();
+        assert_eq!(through, CniResult::parse(bytes.as_bytes()).unwrap(), "{v}");
+    }
+    assert_eq!(r.as_version("1.1.0").unwrap(), r);
+    assert_eq!(r.as_version("0.2.0").unwrap().ips.len(), 2);
+    assert!(r.as_version("1.0.0").unwrap().interfaces[1].mtu.is_none());
+}

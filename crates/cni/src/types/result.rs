@@ -496,6 +496,14 @@ impl CniResult {
         pretty(&rendered).map_err(|e| CniError::internal(format!("failed to encode result: {e}")))
     }
 
+    /// What a reader of this result printed at `version` gets back: the result after a
+    /// round trip through that version's JSON (e.g. 0.2.0 keeps one address per family).
+    /// Lets an in-process delegate produce exactly what an exec'd one would.
+    pub fn as_version(&self, version: &str) -> Result<CniResult, CniError> {
+        let v = if version.is_empty() { "0.1.0" } else { version };
+        Self::from_value(v, self.to_json(v)?)
+    }
+
     /// Convert a result JSON of any version to `to_version` (parse + [`CniResult::to_json`]).
     pub fn convert(json: &[u8], to_version: &str) -> Result<Value, CniError> {
         Self::parse(json)?.to_json(to_version)
