@@ -2,6 +2,13 @@
 //! following Go's `pkg/skel` (env table per command, version gates, error JSON on stdout
 //! with exit status 1).
 //!
+//! Go behaviour kept: no `CNI_COMMAND` and a non-empty `about` → `about` and the supported
+//! versions on stderr, exit 0; missing variables → code 4 naming them in table order;
+//! CHECK needs config ≥ 0.4.0 and GC/STATUS ≥ 1.1.0 (else code 1 "config version does not
+//! allow CHECK"), and a supported plugin version ≥ the config's (else code 1 "plugin
+//! version does not allow CHECK"); config version not in the supported list → code 1;
+//! unknown command → code 4 (after the config's name is validated, as in Go).
+//!
 //! Differences from Go, on purpose:
 //! - the "CNI_NETNS is the plugin's own netns" check (code 8) runs *before* ADD/DEL
 //!   instead of after, so a plugin never configures its own namespace;
