@@ -8,6 +8,21 @@ use anyhow::Context;
 use crate::lab::{build, check, picture, state, topo, LabError};
 use crate::{CmdResult, Global};
 
+/// Like print!/println!, but a closed stdout (`| head`) must not panic before `down` runs.
+macro_rules! out {
+    ($($a:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($a)*);
+    }};
+}
+macro_rules! outln {
+    () => { out!("\n") };
+    ($($a:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($a)*);
+    }};
+}
+
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   macvnet lab run examples/seed.toml            # up, check, down: the tutorial in one command
@@ -63,13 +78,27 @@ pub fn run(args: Args, global: &Global) -> CmdResult {
             let t = topo::load(&file)?;
             let up = build::up(&t, &file.display().to_string());
             let outcome = match up {
-                Ok(_) => do_check(&t, global),
+                Ok(st) => {
+                    if !global.json {
+                        report_up(&st, global)?;
+                        outln!();
+                    }
+                    do_check(&t, global)
+                }
                 Err(e) => Err(anyhow::Error::new(e).context("lab up failed")),
             };
-            let down = do_down_quiet(&t.name);
+            // Down always runs; in JSON mode stdout stays one document (the check report).
+            let down = build::down(&t.name).map_err(anyhow::Error::new);
+            if let (Ok(r), false) = (&down, global.json) {
+                outln!(
+                    "\nlab {} is down: removed {} namespaces",
+                    t.name,
+                    r.removed.len()
+                );
+            }
             match (outcome, down) {
-                (Ok(code), Ok(())) => Ok(code),
-                (Err(e), Ok(())) => Err(e),
+                (Ok(code), Ok(_)) => Ok(code),
+                (Err(e), Ok(_)) => Err(e),
                 (Ok(_), Err(d)) => Err(d.context("lab down failed")),
                 (Err(e), Err(d)) => Err(e.context(format!("and lab down failed too: {d:#}"))),
             }
@@ -85,7 +114,7 @@ pub fn run(args: Args, global: &Global) -> CmdResult {
                         eprintln!("wrote {}", o.display());
                     }
                 }
-                None => print!("{svg}"),
+                None => out!("{svg}"),
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -104,7 +133,7 @@ pub fn run(args: Args, global: &Global) -> CmdResult {
                     &serde_json::json!({"lab": t.name, "valid": true, "cells": cells}),
                 )?;
             } else {
-                println!(
+                outln!(
                     "{}: valid ({} namespaces, {} uplinks, {} children)",
                     file.display(),
                     t.netns.len(),
@@ -112,7 +141,7 @@ pub fn run(args: Args, global: &Global) -> CmdResult {
                     t.children.len()
                 );
                 for c in &cells {
-                    println!(
+                    outln!(
                         "  {} → {}: {} ({})",
                         c["from"].as_str().unwrap_or(""),
                         c["to"].as_str().unwrap_or(""),
@@ -158,7 +187,7 @@ fn report_up(st: &state::LabState, global: &Global) -> anyhow::Result<()> {
             .iter()
             .map(|n| format!("{}={}", n.logical, n.physical))
             .collect();
-        println!("lab {} is up: {}", st.name, names.join(" "));
+        outln!("lab {} is up: {}", st.name, names.join(" "));
     }
     Ok(())
 }
@@ -172,7 +201,7 @@ fn do_check(t: &topo::Topology, global: &Global) -> CmdResult {
     if global.json {
         crate::output::print_json(&r)?;
     } else {
-        print!("{}", check::render_text(&r));
+        out!("{}", check::render_text(&r));
     }
     Ok(if r.passed() {
         ExitCode::SUCCESS
@@ -186,16 +215,9 @@ fn do_down(name: &str, global: &Global) -> anyhow::Result<()> {
     if global.json {
         crate::output::print_json(&r)?;
     } else if r.nothing_to_do {
-        println!("lab {name}: nothing to do (not up)");
+        outln!("lab {name}: nothing to do (not up)");
     } else {
-        println!("lab {name} is down: removed {}", r.removed.join(" "));
+        outln!("lab {name} is down: removed {}", r.removed.join(" "));
     }
-    Ok(())
-}
-
-/// Down for `lab run`: quiet in JSON mode so stdout stays one document.
-fn do_down_quiet(name: &str) -> anyhow::Result<()> {
-    let r = build::down(name)?;
-    tracing::info!(lab = name, removed = ?r.removed, "lab down");
     Ok(())
 }

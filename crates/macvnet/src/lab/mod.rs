@@ -18,7 +18,7 @@ use macvnet_netlink as nl;
 /// Everything that can go wrong in a lab, one variant per step.
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
-    #[error("reading {file}: {source}")]
+    #[error("reading {file}")]
     Read {
         file: String,
         #[source]
@@ -36,7 +36,7 @@ pub enum LabError {
         line: usize,
         msg: String,
     },
-    #[error("lab {name}: {step}: {source}")]
+    #[error("lab {name}: {step}")]
     Netlink {
         name: String,
         step: String,
