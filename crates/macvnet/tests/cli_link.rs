@@ -41,10 +41,11 @@ fn add_in_every_mode_and_show() {
     ]);
     assert_eq!(info_data(ns, "mvd")["mode"], "vepa");
 
-    // All options at once, and `up`.
-    ok(&[
+    // All options at once, and `up`; -j prints the created link.
+    let created = json(&[
         "-n",
         ns,
+        "-j",
         "link",
         "add",
         "mvo",
@@ -64,6 +65,9 @@ fn add_in_every_mode_and_show() {
         "3",
         "up",
     ]);
+    assert_eq!(created["name"], "mvo");
+    assert_eq!(created["parent"], "eth0");
+    assert_eq!(created["macvlan"]["mode"], "bridge");
     let l = ip_link(ns, "mvo").unwrap();
     assert_eq!(l["address"], "02:00:c6:12:00:0b");
     assert_eq!(l["mtu"], 1400);

@@ -143,3 +143,72 @@ fn ls_groups_children_under_parents_across_namespaces() {
         "svg lacks our links"
     );
 }
+
+/// Kills the process by pid and reaps it on drop.
+struct Child(std::process::Child);
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn ls_finds_children_in_process_namespaces() {
+    if !can_run("ls_finds_children_in_process_namespaces") {
+        return;
+    }
+    if std::process::Command::new("unshare")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIP ls_finds_children_in_process_namespaces: needs util-linux `unshare`");
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let (host, _lan) = uplink_pair("lspid").unwrap();
+    let ns = host.name.as_str();
+    let child = Child(
+        std::process::Command::new("unshare")
+            .args(["--net", "sleep", "30"])
+            .spawn()
+            .unwrap(),
+    );
+    let pid = child.0.id();
+    // Wait (bounded) until the process has its own network namespace.
+    let ours = std::fs::metadata("/proc/self/ns/net").unwrap().ino();
+    let path = format!("/proc/{pid}/ns/net");
+    let mut moved = false;
+    for _ in 0..100 {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if std::fs::metadata(&path)
+            .map(|m| m.ino() != ours)
+            .unwrap_or(false)
+            && comm.trim() == "sleep"
+        {
+            moved = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        moved,
+        "unshare --net did not give pid {pid} its own namespace"
+    );
+
+    ok(&[
+        "-n", ns, "link", "add", "mvp", "link", "eth0", "type", "macvlan", "mode", "vepa",
+    ]);
+    ok(&["-n", ns, "link", "set", "mvp", "netns", &path]);
+    let groups = json(&["-j", "ls"]);
+    let g = group(&groups, "eth0", ns);
+    let kids = children(g);
+    assert_eq!(kids.len(), 1, "{kids:?}");
+    assert_eq!(kids[0].0, "mvp");
+    assert_eq!(kids[0].1, format!("pid {pid} (sleep)"));
+    // `-n` also takes a path; show resolves the parent back to the named namespace.
+    let s = &json(&["-n", &path, "-j", "link", "show", "mvp"])[0];
+    assert_eq!(s["parent"], "eth0");
+    assert_eq!(s["parent_netns"], ns);
+}

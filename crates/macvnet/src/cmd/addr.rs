@@ -24,7 +24,10 @@ pub struct Args {
 #[derive(Debug, clap::Subcommand)]
 enum AddrCmd {
     /// Add CIDR to a link.
-    #[command(override_usage = "macvnet addr add CIDR dev NAME")]
+    #[command(
+        override_usage = "macvnet addr add CIDR dev NAME",
+        after_help = "Examples:\n  macvnet -n ns1 addr add 198.18.0.11/24 dev mv0\n  macvnet -n ns1 addr add 2001:db8::11/64 dev mv0"
+    )]
     Add {
         #[arg(
             trailing_var_arg = true,
@@ -34,7 +37,10 @@ enum AddrCmd {
         words: Vec<String>,
     },
     /// Remove CIDR from a link.
-    #[command(override_usage = "macvnet addr del CIDR dev NAME")]
+    #[command(
+        override_usage = "macvnet addr del CIDR dev NAME",
+        after_help = "Examples:\n  macvnet -n ns1 addr del 198.18.0.11/24 dev mv0"
+    )]
     Del {
         #[arg(
             trailing_var_arg = true,
@@ -44,7 +50,10 @@ enum AddrCmd {
         words: Vec<String>,
     },
     /// Show addresses of every link, or of one (`dev NAME`).
-    #[command(override_usage = "macvnet addr show [dev NAME]")]
+    #[command(
+        override_usage = "macvnet addr show [dev NAME]",
+        after_help = "Examples:\n  macvnet -n ns1 addr show\n  macvnet -n ns1 -j addr show dev mv0"
+    )]
     Show {
         #[arg(trailing_var_arg = true, value_name = "dev NAME")]
         words: Vec<String>,

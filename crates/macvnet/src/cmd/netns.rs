@@ -22,11 +22,16 @@ pub struct Args {
 #[derive(Debug, clap::Subcommand)]
 enum NetnsCmd {
     /// Create a namespace bind-mounted on /run/netns/NAME (like `ip netns add`).
+    #[command(after_help = "Examples:\n  macvnet netns add ns1\n  macvnet -n ns1 link show --all")]
     Add { name: String },
-    /// Delete a named namespace (like `ip netns del`).
+    /// Delete a named namespace (like `ip netns del`); links inside it go with it.
+    #[command(after_help = "Examples:\n  macvnet netns del ns1")]
     Del { name: String },
     /// List named namespaces.
-    #[command(alias = "ls")]
+    #[command(
+        alias = "ls",
+        after_help = "Examples:\n  macvnet netns list\n  macvnet -j netns list"
+    )]
     List,
     /// Run a command inside a namespace; its exit code is passed through.
     #[command(

@@ -25,7 +25,10 @@ pub struct Args {
 #[derive(Debug, clap::Subcommand)]
 enum RouteCmd {
     /// Add a route.
-    #[command(override_usage = "macvnet route add (default|CIDR) [via GW] [dev NAME] [metric N]")]
+    #[command(
+        override_usage = "macvnet route add (default|CIDR) [via GW] [dev NAME] [metric N]",
+        after_help = "Examples:\n  macvnet -n ns1 route add default via 198.18.0.1\n  macvnet -n ns1 route add 198.19.0.0/24 dev mv0 metric 50"
+    )]
     Add {
         #[arg(
             trailing_var_arg = true,
@@ -35,7 +38,10 @@ enum RouteCmd {
         words: Vec<String>,
     },
     /// Delete a route.
-    #[command(override_usage = "macvnet route del (default|CIDR) [via GW] [dev NAME] [metric N]")]
+    #[command(
+        override_usage = "macvnet route del (default|CIDR) [via GW] [dev NAME] [metric N]",
+        after_help = "Examples:\n  macvnet -n ns1 route del default\n  macvnet -n ns1 route del 198.19.0.0/24"
+    )]
     Del {
         #[arg(
             trailing_var_arg = true,
@@ -45,6 +51,9 @@ enum RouteCmd {
         words: Vec<String>,
     },
     /// Show routes of the main table (IPv4 and IPv6).
+    #[command(
+        after_help = "Examples:\n  macvnet -n ns1 route show\n  macvnet -n ns1 -j route show -4"
+    )]
     Show {
         /// Only IPv4.
         #[arg(short = '4', conflicts_with = "v6")]
