@@ -2,15 +2,14 @@
 //! containernetworking/plugins host-local) and static.
 //!
 //! Entry points take the parsed request pieces (config bytes from stdin, container
-//! id, ifname, raw `CNI_ARGS`) and return a result in CNI 1.0 shape; the plugin
-//! binaries convert it to the config's `cniVersion` and print it.
+//! id, ifname, raw `CNI_ARGS`) and return a [`CniResult`]; the plugin binaries
+//! print it in the config's `cniVersion`. Errors are per-module enums with the
+//! reference's messages; `From<…> for CniError` picks the codes.
 
-pub mod args;
 pub mod host_local;
-pub mod names;
 pub mod static_ipam;
 pub mod types;
 
-pub use host_local::HostLocalError;
+pub use host_local::{HostLocalError, StatusError};
 pub use static_ipam::StaticError;
-pub use types::{Dns, IpConfig, IpamResult, Route};
+pub use types::{CniResult, Dns, IpConfig, Route};

@@ -7,10 +7,9 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::args::{self, ArgsError};
-use crate::types::{
-    canonical_ip, opt_ip, version_at_least, Dns, IpConfig, IpamResult, Route, RESULT_VERSION,
-};
+use macvnet_cni::{CniArgs, CniError, NetConf};
+
+use crate::types::{canonical_ip, multi_address_ok, opt_ip, CniResult, Dns, IpConfig, Route};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StaticError {
@@ -18,8 +17,12 @@ pub enum StaticError {
     Decode(#[source] serde_json::Error),
     #[error("IPAM config missing 'ipam' key")]
     MissingIpam,
+    /// Malformed or unknown `CNI_ARGS` (reference message).
     #[error(transparent)]
-    Args(#[from] ArgsError),
+    Args(CniError),
+    /// prevResult present but not a valid result.
+    #[error(transparent)]
+    PrevResult(CniError),
     #[error("the 'ip' field is expected to be in CIDR notation, got: '{0}'")]
     EnvIp(String),
     #[error("invalid gateway address: {0}")]
@@ -46,8 +49,6 @@ struct NetRaw {
     runtime_config: Option<IpsRaw>,
     #[serde(default)]
     args: Option<ArgsRaw>,
-    #[serde(default, rename = "prevResult")]
-    prev_result: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -99,6 +100,7 @@ fn parse_list(list: &[String]) -> Result<Vec<IpConfig>, StaticError> {
         .map(|s| {
             parse_cidr(s)
                 .map(|address| IpConfig {
+                    interface: None,
                     address,
                     gateway: None,
                 })
@@ -118,13 +120,16 @@ impl StaticConfig {
         // applies to the addresses given by IP=.
         let mut config_addrs: Vec<AddressRaw> = ipam.addresses.unwrap_or_default();
         let mut env_addrs: Vec<IpConfig> = Vec::new();
-        let env = args::load(cni_args, &["IP", "GATEWAY"])?;
+        let env = CniArgs::parse(cni_args).map_err(StaticError::Args)?;
+        env.check_known(&["IP", "GATEWAY"])
+            .map_err(StaticError::Args)?;
         if let Some(ips) = env.get("IP").filter(|v| !v.is_empty()) {
             for item in ips.split(',') {
                 let item = item.trim();
                 let address =
                     parse_cidr(item).ok_or_else(|| StaticError::EnvIp(item.to_string()))?;
                 env_addrs.push(IpConfig {
+                    interface: None,
                     address,
                     gateway: None,
                 });
@@ -161,6 +166,7 @@ impl StaticConfig {
                     let s = a.address.unwrap_or_default();
                     let address = parse_cidr(&s).ok_or(StaticError::Address(s))?;
                     out.push(IpConfig {
+                        interface: None,
                         address,
                         gateway: a.gateway,
                     });
@@ -175,7 +181,7 @@ impl StaticConfig {
             .filter(|a| a.address.addr().is_ipv4())
             .count();
         let v6 = addresses.len() - v4;
-        if (v4 > 1 || v6 > 1) && !version_at_least(&cni_version, (0, 3, 0)) {
+        if (v4 > 1 || v6 > 1) && !multi_address_ok(&cni_version) {
             return Err(StaticError::TooManyPerFamily(cni_version));
         }
         Ok(StaticConfig {
@@ -188,10 +194,10 @@ impl StaticConfig {
 }
 
 /// ADD: the configured addresses, routes and dns.
-pub fn add(conf_bytes: &[u8], cni_args: &str) -> Result<IpamResult, StaticError> {
+pub fn add(conf_bytes: &[u8], cni_args: &str) -> Result<CniResult, StaticError> {
     let conf = StaticConfig::parse(conf_bytes, cni_args)?;
-    Ok(IpamResult {
-        cni_version: RESULT_VERSION.to_string(),
+    Ok(CniResult {
+        interfaces: Vec::new(),
         ips: conf.addresses,
         routes: conf.routes,
         dns: conf.dns,
@@ -204,45 +210,24 @@ pub fn del(conf_bytes: &[u8], cni_args: &str) -> Result<(), StaticError> {
     Ok(())
 }
 
-/// Addresses (with gateways) of a prevResult in any result version.
-fn prev_ips(prev: &serde_json::Value) -> Vec<(IpAddr, Option<IpAddr>)> {
-    let parse_one = |v: &serde_json::Value, key: &str| -> Option<(IpAddr, Option<IpAddr>)> {
-        let addr: IpNet = v.get(key)?.as_str()?.parse().ok()?;
-        let gw = v
-            .get("gateway")
-            .and_then(|g| g.as_str())
-            .and_then(|g| g.parse::<IpAddr>().ok())
-            .map(canonical_ip);
-        Some((canonical_ip(addr.addr()), gw))
-    };
-    let mut out = Vec::new();
-    if let Some(ips) = prev.get("ips").and_then(|v| v.as_array()) {
-        out.extend(ips.iter().filter_map(|v| parse_one(v, "address")));
-    }
-    for fam in ["ip4", "ip6"] {
-        if let Some(v) = prev.get(fam) {
-            out.extend(parse_one(v, "ip"));
-        }
-    }
-    out
-}
-
 /// CHECK: every configured address found in prevResult has the configured
 /// gateway (addresses missing from prevResult pass, as in the reference).
 pub fn check(conf_bytes: &[u8], ifname: &str, cni_args: &str) -> Result<(), StaticError> {
     let conf = StaticConfig::parse(conf_bytes, cni_args)?;
-    let net: NetRaw = serde_json::from_slice(conf_bytes).map_err(StaticError::Decode)?;
-    let prev = net
-        .prev_result
-        .filter(|v| !v.is_null())
+    let prev = NetConf::parse(conf_bytes)
+        .and_then(|n| n.prev_result())
+        .map_err(StaticError::PrevResult)?
         .ok_or(StaticError::NoPrevResult)?;
-    let ips = prev_ips(&prev);
     for want in &conf.addresses {
         let ip = canonical_ip(want.address.addr());
-        if let Some((_, gw)) = ips.iter().find(|(a, _)| *a == ip) {
+        let found = prev
+            .ips
+            .iter()
+            .find(|c| canonical_ip(c.address.addr()) == ip);
+        if let Some(have) = found {
             match want.gateway {
                 None => {}
-                Some(g) if Some(g) == *gw => {}
+                Some(g) if Some(g) == have.gateway.map(canonical_ip) => {}
                 Some(_) => {
                     return Err(StaticError::Mismatch {
                         ip,
@@ -255,13 +240,40 @@ pub fn check(conf_bytes: &[u8], ifname: &str, cni_args: &str) -> Result<(), Stat
     Ok(())
 }
 
+/// 999 with the reference's message, except `CNI_ARGS`/prevResult errors which
+/// keep the cni crate's code.
+impl From<StaticError> for CniError {
+    fn from(e: StaticError) -> Self {
+        match e {
+            StaticError::Args(c) | StaticError::PrevResult(c) => c,
+            other => CniError::internal(other.to_string()),
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
+    /// The result for cniVersion 1.0.0 in Go's field order (an empty dns is
+    /// omitted by the cni crate, like newer Go libraries; v1.1.1 printed `{}`).
     fn add_json(conf: &str, args: &str) -> String {
-        serde_json::to_string(&add(conf.as_bytes(), args).unwrap()).unwrap()
+        let v = add(conf.as_bytes(), args)
+            .unwrap()
+            .to_json("1.0.0")
+            .unwrap();
+        let mut out = String::from("{");
+        for k in ["cniVersion", "ips", "routes", "dns"] {
+            if let Some(x) = v.get(k) {
+                if out.len() > 1 {
+                    out.push(',');
+                }
+                out.push_str(&format!("{k:?}:{x}"));
+            }
+        }
+        out.push('}');
+        out
     }
 
     #[test]
@@ -288,7 +300,7 @@ mod tests {
             "args":{"cni":{"ips":["198.18.7.7/24"]}},"runtimeConfig":{"ips":["198.18.8.8/24"]}}"#;
         assert_eq!(
             add_json(conf, "IP=198.18.1.1/24"),
-            r#"{"cniVersion":"1.0.0","ips":[{"address":"198.18.8.8/24"}],"dns":{}}"#
+            r#"{"cniVersion":"1.0.0","ips":[{"address":"198.18.8.8/24"}]}"#
         );
     }
 

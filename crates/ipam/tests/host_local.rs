@@ -29,8 +29,11 @@ fn add_writes_reference_format() {
     let c = conf(&t.path, "net1", "1.0.0", V4);
     let r = host_local::add(c.as_bytes(), "c1", "eth0", "").unwrap();
     assert_eq!(
-        serde_json::to_string(&r).unwrap(),
-        r#"{"cniVersion":"1.0.0","ips":[{"address":"198.18.0.2/29","gateway":"198.18.0.1"}],"dns":{}}"#
+        r.to_json("1.0.0").unwrap(),
+        serde_json::from_str::<serde_json::Value>(
+            r#"{"cniVersion":"1.0.0","ips":[{"address":"198.18.0.2/29","gateway":"198.18.0.1"}]}"#
+        )
+        .unwrap()
     );
     let dir = t.path.join("net1");
     let snap = snapshot(&dir);
@@ -252,10 +255,9 @@ fn status_ok_exhausted_unusable() {
     }
     host_local::status(c.as_bytes()).unwrap();
     add(&c, "e").unwrap();
-    assert!(matches!(
-        host_local::status(c.as_bytes()),
-        Err(StatusError::Exhausted { index: 0, .. })
-    ));
+    let e = host_local::status(c.as_bytes()).unwrap_err();
+    assert!(matches!(e, StatusError::Exhausted { index: 0, .. }), "{e}");
+    assert_eq!(macvnet_cni::CniError::from(e).code, 51);
     // A huge v6 set is never exhausted and is decided without iterating.
     let c6 = conf(
         &t.path,
@@ -268,10 +270,9 @@ fn status_ok_exhausted_unusable() {
     let file = t.path.join("plainfile");
     std::fs::write(&file, b"x").unwrap();
     let bad = conf(&file, "n", "1.0.0", V4);
-    assert!(matches!(
-        host_local::status(bad.as_bytes()),
-        Err(StatusError::Unusable(_))
-    ));
+    let e = host_local::status(bad.as_bytes()).unwrap_err();
+    assert!(matches!(e, StatusError::Unusable(_)), "{e}");
+    assert_eq!(macvnet_cni::CniError::from(e).code, 50);
 }
 
 #[test]
@@ -285,10 +286,7 @@ fn resolv_conf_and_routes_in_result() {
     );
     let c = conf(&t.path, "n", "0.4.0", &extra);
     let r = host_local::add(c.as_bytes(), "a", "eth0", "").unwrap();
-    assert_eq!(
-        serde_json::to_string(&r).unwrap(),
-        r#"{"cniVersion":"1.0.0","ips":[{"address":"198.18.0.1/24","gateway":"198.18.0.254"}],"routes":[{"dst":"0.0.0.0/0"},{"dst":"198.19.0.0/16","gw":"198.18.0.9"}],"dns":{"nameservers":["198.18.0.53"],"search":["example.test"]}}"#
-    );
+    assert_eq!(r.to_json("1.0.0").unwrap(), serde_json::from_str::<serde_json::Value>(r#"{"cniVersion":"1.0.0","ips":[{"address":"198.18.0.1/24","gateway":"198.18.0.254"}],"routes":[{"dst":"0.0.0.0/0"},{"dst":"198.19.0.0/16","gw":"198.18.0.9"}],"dns":{"nameservers":["198.18.0.53"],"search":["example.test"]}}"#).unwrap());
     let missing = conf(
         &t.path,
         "n",

@@ -21,7 +21,7 @@ enum Op<'a> {
 fn ours(conf: &str, op: Op<'_>) -> Result<serde_json::Value, String> {
     match op {
         Op::Add(id, ifname, args) => host_local::add(conf.as_bytes(), id, ifname, args)
-            .map(|r| serde_json::to_value(r).unwrap())
+            .map(|r| r.to_json("1.0.0").unwrap())
             .map_err(|e| e.to_string()),
         Op::Del(id, ifname) => host_local::del(conf.as_bytes(), id, ifname, "")
             .map(|_| serde_json::Value::Null)
@@ -29,12 +29,25 @@ fn ours(conf: &str, op: Op<'_>) -> Result<serde_json::Value, String> {
     }
 }
 
+/// v1.1.1 prints `"dns": {}`; the cni crate omits an empty dns like newer Go.
+fn without_empty_dns(mut v: serde_json::Value) -> serde_json::Value {
+    if let Some(m) = v.as_object_mut() {
+        if m.get("dns")
+            .is_some_and(|d| d.as_object().is_some_and(|o| o.is_empty()))
+        {
+            m.remove("dns");
+        }
+    }
+    v
+}
+
 fn theirs(conf: &str, op: Op<'_>) -> Result<serde_json::Value, String> {
     let r = match op {
         Op::Add(id, ifname, args) => run_reference("ADD", conf, id, ifname, args),
         Op::Del(id, ifname) => run_reference("DEL", conf, id, ifname, ""),
     };
-    r.map_err(|e| e["msg"].as_str().unwrap_or("?").to_string())
+    r.map(without_empty_dns)
+        .map_err(|e| e["msg"].as_str().unwrap_or("?").to_string())
 }
 
 #[test]

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::range::{RangeError, RangeSet, RawRange};
-use crate::args::{self, ArgsError};
-use crate::types::{canonical_ip, version_at_least, Route};
+use macvnet_cni::{CniArgs, CniError};
+
+use crate::types::{canonical_ip, multi_address_ok, Route};
 
 /// Where the reference keeps its store.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/networks";
@@ -19,8 +20,9 @@ pub enum ConfigError {
     Decode(#[source] serde_json::Error),
     #[error("IPAM config missing 'ipam' key")]
     MissingIpam,
+    /// Malformed or unknown `CNI_ARGS` (reference message).
     #[error(transparent)]
-    Args(#[from] ArgsError),
+    Args(CniError),
     #[error("ARGS: error parsing value of pair \"IP={value}\": invalid IP address {item}")]
     ArgsIp { value: String, item: String },
     #[error("invalid IP address {0}")]
@@ -134,11 +136,12 @@ impl HostLocalConfig {
         let cni_version = net.cni_version.unwrap_or_default();
 
         let mut requested = Vec::new();
-        let env = args::load(cni_args, &["IP"])?;
+        let env = CniArgs::parse(cni_args).map_err(ConfigError::Args)?;
+        env.check_known(&["IP"]).map_err(ConfigError::Args)?;
         if let Some(value) = env.get("IP").filter(|v| !v.is_empty()) {
             for item in value.split(',').map(str::trim) {
                 let ip = parse_ip_arg(item).ok_or_else(|| ConfigError::ArgsIp {
-                    value: value.clone(),
+                    value: value.to_string(),
                     item: item.to_string(),
                 })?;
                 requested.push(ip);
@@ -172,7 +175,7 @@ impl HostLocalConfig {
             }
             ranges.push(set);
         }
-        if (v4 > 1 || v6 > 1) && !version_at_least(&cni_version, (0, 3, 0)) {
+        if (v4 > 1 || v6 > 1) && !multi_address_ok(&cni_version) {
             return Err(ConfigError::TooManyPerFamily(cni_version));
         }
         for (i, a) in ranges.iter().enumerate() {

@@ -20,7 +20,7 @@ pub fn parse_resolv_conf(text: &str) -> Dns {
         let rest = fields.iter().skip(1).map(|s| s.to_string());
         match *key {
             "nameserver" => dns.nameservers.push(first.to_string()),
-            "domain" => dns.domain = first.to_string(),
+            "domain" => dns.domain = Some(first.to_string()),
             "search" => dns.search.extend(rest),
             "options" => dns.options.extend(rest),
             _ => {}
@@ -43,7 +43,7 @@ mod tests {
             "# c\n; c\nnameserver 198.18.0.53\n  nameserver   2001:db8::53 extra\ndomain a.example\ndomain b.example\nsearch x.example y.example\nsearch z.example\noptions ndots:2 edns0\nbogus\nsortlist 1\n",
         );
         assert_eq!(d.nameservers, ["198.18.0.53", "2001:db8::53"]);
-        assert_eq!(d.domain, "b.example");
+        assert_eq!(d.domain.as_deref(), Some("b.example"));
         assert_eq!(d.search, ["x.example", "y.example", "z.example"]);
         assert_eq!(d.options, ["ndots:2", "edns0"]);
     }

@@ -14,15 +14,18 @@ pub use dns::{parse_resolv_conf, read_resolv_conf};
 pub use range::{Range, RangeError, RangeIter, RangeSet, RawRange};
 pub use store::{Store, StoreError, LOCK_TIMEOUT};
 
-use crate::names::{self, NameError};
-use crate::types::{IpConfig, IpamResult, RESULT_VERSION};
+use macvnet_cni::validate::{validate_container_id, validate_interface_name};
+use macvnet_cni::CniError;
+
+use crate::types::{CniResult, IpConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostLocalError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// Container ID or ifname unusable (they end up in file names/contents).
     #[error(transparent)]
-    Name(#[from] NameError),
+    Name(CniError),
     #[error("open {path}: {source}")]
     ResolvConf {
         path: std::path::PathBuf,
@@ -74,9 +77,9 @@ pub enum StatusError {
     Exhausted { index: usize, set: String },
 }
 
-fn check_request(id: &str, ifname: &str) -> Result<(), NameError> {
-    names::validate_container_id(id)?;
-    names::validate_ifname(ifname)
+fn check_request(id: &str, ifname: &str) -> Result<(), HostLocalError> {
+    validate_container_id(id).map_err(HostLocalError::Name)?;
+    validate_interface_name(ifname).map_err(HostLocalError::Name)
 }
 
 fn open_store(conf: &HostLocalConfig) -> Result<Store, HostLocalError> {
@@ -89,13 +92,10 @@ pub fn add(
     container_id: &str,
     ifname: &str,
     cni_args: &str,
-) -> Result<IpamResult, HostLocalError> {
+) -> Result<CniResult, HostLocalError> {
     check_request(container_id, ifname)?;
     let conf = HostLocalConfig::parse(conf_bytes, cni_args)?;
-    let mut result = IpamResult {
-        cni_version: RESULT_VERSION.to_string(),
-        ..Default::default()
-    };
+    let mut result = CniResult::default();
     if let Some(path) = &conf.resolv_conf {
         result.dns = read_resolv_conf(path).map_err(|source| HostLocalError::ResolvConf {
             path: path.clone(),
@@ -185,6 +185,7 @@ fn allocate(
         let address = ipnet::IpNet::new(ip, r.subnet.prefix_len())
             .map_err(|_| AllocError::Exhausted(set.to_string()))?;
         return Ok(IpConfig {
+            interface: None,
             address,
             gateway: Some(r.gateway),
         });
@@ -198,6 +199,7 @@ fn allocate(
     for (address, gateway) in set.iter_from(locked.last_reserved(index)) {
         if locked.reserve(source, address.addr(), index)? {
             return Ok(IpConfig {
+                interface: None,
                 address,
                 gateway: Some(gateway),
             });
@@ -321,4 +323,37 @@ pub fn status(conf_bytes: &[u8]) -> Result<(), StatusError> {
         }
     }
     Ok(())
+}
+
+/// CNI codes as the reference reports them: its errors are plain Go errors, so
+/// 999 with the same message; validation and `CNI_ARGS` keep the cni crate's code.
+impl From<HostLocalError> for CniError {
+    fn from(e: HostLocalError) -> Self {
+        match e {
+            HostLocalError::Name(c)
+            | HostLocalError::Config(ConfigError::Args(c))
+            | HostLocalError::Store(StoreError::Name(c)) => c,
+            other => CniError::internal(other.to_string()),
+        }
+    }
+}
+
+/// STATUS: exhausted → 51, store unusable → 50 (as the macvnet plugins define them).
+impl From<StatusError> for CniError {
+    fn from(e: StatusError) -> Self {
+        match e {
+            StatusError::Config(c) => HostLocalError::Config(c).into(),
+            StatusError::Unusable(StoreError::Name(c)) => c,
+            e @ StatusError::Unusable(_) => CniError::new(
+                macvnet_cni::error::code::PLUGIN_NOT_AVAILABLE,
+                e.to_string(),
+                "",
+            ),
+            e @ StatusError::Exhausted { .. } => CniError::new(
+                macvnet_cni::error::code::LIMITED_CONNECTIVITY,
+                e.to_string(),
+                "",
+            ),
+        }
+    }
 }

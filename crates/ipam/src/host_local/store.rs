@@ -24,8 +24,9 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::names::{self, NameError};
 use crate::types::canonical_ip;
+use macvnet_cni::validate::validate_network_name;
+use macvnet_cni::CniError;
 
 pub const LAST_IP_PREFIX: &str = "last_reserved_ip.";
 pub const LINE_BREAK: &str = "\r\n";
@@ -39,8 +40,9 @@ pub const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The network name would not be a single safe path component.
     #[error(transparent)]
-    Name(#[from] NameError),
+    Name(CniError),
     #[error("create store directory {path}: {source}")]
     CreateDir {
         path: PathBuf,
@@ -149,7 +151,7 @@ pub fn read_entry(path: &Path) -> Option<String> {
 impl Store {
     /// Create `<dataDir>/<network>` (0755, like the reference) if needed.
     pub fn open(data_dir: &Path, network: &str) -> Result<Store, StoreError> {
-        names::validate_network_name(network)?;
+        validate_network_name(network).map_err(StoreError::Name)?;
         let dir = data_dir.join(network);
         DirBuilder::new()
             .recursive(true)
