@@ -87,18 +87,19 @@ enum LinkCmd {
 
 /// `link add` help: the mode list, the flags and examples.
 const ADD_HELP: &str = concat!(
-        "Modes (mode MODE):\n",
-        "  private   children cannot talk to each other at all, not even through the switch\n",
-        "  vepa      kernel default: child-to-child frames go out to the switch and need a hairpin (reflective relay) port\n",
-        "  bridge    children talk to each other directly inside the kernel (the usual choice)\n",
-        "  passthru  one single child takes over the parent (its MAC, promiscuous mode); for VMs with macvtap\n",
-        "  source    the child receives only frames whose source MAC is on its list (see `macvnet link source`)\n",
-        "\nFlags: nopromisc (passthru: leave the parent's promiscuous mode alone), nodst (source: do not also\n",
-        "deliver to the destination child), bcqueuelen N (broadcast queue length), bccutoff N (alias bclim:\n",
-        "multicast/broadcast is delivered inline, not queued, when there are at most N children; -1 never queues).\n",
-        "\nExamples:\n",
-        "  macvnet link add mv0 link eth0 type macvlan mode bridge up\n",
-        "  macvnet -n ns1 link add mv1 link veth0 type macvlan mode bridge address 02:00:c6:12:00:0b mtu 1400\n",
+    "Modes (mode MODE):\n",
+    "  private   children cannot talk to each other at all, not even through the switch\n",
+    "  vepa      kernel default: child-to-child frames go out to the switch and need a hairpin (reflective relay) port\n",
+    "  bridge    children talk to each other directly inside the kernel (the usual choice)\n",
+    "  passthru  one single child takes over the parent (its MAC, promiscuous mode); for VMs with macvtap\n",
+    "  source    the child receives only frames whose source MAC is on its list (see `macvnet link source`)\n",
+    "\nFlags: nopromisc (passthru: leave the parent's promiscuous mode alone), nodst (source: do not also\n",
+    "deliver to the destination child), bcqueuelen N (length of the broadcast/multicast backlog queue),\n",
+    "bccutoff N (alias bclim: a multicast group joined by more than N children is queued as broadcast,\n",
+    "smaller groups go straight to their members; -1 turns broadcast queueing off).\n",
+    "\nExamples:\n",
+    "  macvnet link add mv0 link eth0 type macvlan mode bridge up\n",
+    "  macvnet -n ns1 link add mv1 link veth0 type macvlan mode bridge address 02:00:c6:12:00:0b mtu 1400\n",
     "  macvnet link add mvtap0 link eth0 type macvtap mode passthru netns vm1"
 );
 

@@ -341,3 +341,86 @@ pub fn picture(groups: &[Group]) -> crate::draw::Picture {
         namespaces: nss,
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn child(name: &str, mode: nl::Mode, ns: &str, tap: bool) -> ChildView {
+        ChildView {
+            name: name.into(),
+            index: 7,
+            kind: if tap {
+                "macvtap".into()
+            } else {
+                "macvlan".into()
+            },
+            mode,
+            nopromisc: false,
+            nodst: false,
+            mac: Some("02:00:c6:12:00:01".parse().unwrap()),
+            mtu: 1500,
+            up: true,
+            addrs: vec!["198.18.0.11/24".into()],
+            netns: ns.into(),
+            tap_device: tap.then(|| "/dev/tap7".into()),
+        }
+    }
+
+    #[test]
+    fn tree_has_glyphs_aligned_columns_and_unresolved_parents() {
+        let groups = vec![
+            Group {
+                parent: ParentView {
+                    name: Some("eth0".into()),
+                    index: 2,
+                    netns: "root".into(),
+                    kind: Some("veth".into()),
+                    mac: None,
+                    mtu: Some(1500),
+                    up: Some(true),
+                },
+                children: vec![
+                    child("mv0", nl::Mode::Bridge, "ns1", false),
+                    child("a-longer-name", nl::Mode::Passthru, "root", true),
+                ],
+            },
+            Group {
+                parent: ParentView {
+                    name: None,
+                    index: 9,
+                    netns: "nsid 3 from ns2".into(),
+                    kind: None,
+                    mac: None,
+                    mtu: None,
+                    up: None,
+                },
+                children: vec![child("x", nl::Mode::Vepa, "ns2", false)],
+            },
+        ];
+        let text = render(&groups, 4);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 5, "{text}");
+        assert!(
+            lines[0].starts_with("eth0  (veth ifindex 2, ns root"),
+            "{text}"
+        );
+        assert!(lines[1].starts_with("├─ mv0 "), "{text}");
+        assert!(
+            lines[2].starts_with("└─ a-longer-name  [passthru]") && lines[2].ends_with("/dev/tap7"),
+            "{text}"
+        );
+        assert_eq!(lines[3], "ifindex 9 in another namespace (nsid 3 from ns2)");
+        assert!(lines[4].starts_with("└─ x "), "{text}");
+        let col = |l: &str| l.chars().position(|c| c == '[').unwrap();
+        assert_eq!(col(lines[1]), col(lines[2]));
+        assert_eq!(col(lines[2]), col(lines[4]));
+        assert_eq!(
+            render(&[], 3),
+            "no macvlan or macvtap links in 3 namespaces\n"
+        );
+        let pic = picture(&groups);
+        assert_eq!(pic.namespaces.len(), 4);
+    }
+}
