@@ -168,7 +168,7 @@ fn well_formed(svg: &str) -> Result<usize, String> {
             .next()
             .ok_or("empty tag")?
             .to_string();
-        if body.matches('"').count() % 2 != 0 {
+        if !body.matches('"').count().is_multiple_of(2) {
             return Err(format!("unbalanced quotes in <{body}>"));
         }
         check_text(body)?;

@@ -158,11 +158,7 @@ fn shim_port(uplink: usize) -> Port {
 fn route(t: &Topology, e: &Endpoint, dst: IpAddr) -> Option<Port> {
     let mut best: Option<(u8, Port)> = None;
     let mut consider = |net: &IpNet, port: Port| {
-        if net.contains(&dst)
-            && best
-                .as_ref()
-                .map_or(true, |(len, _)| net.prefix_len() > *len)
-        {
+        if net.contains(&dst) && best.as_ref().is_none_or(|(len, _)| net.prefix_len() > *len) {
             best = Some((net.prefix_len(), port));
         }
     };
@@ -276,12 +272,9 @@ fn leg(t: &Topology, from: &Endpoint, to: &Endpoint) -> Result<&'static str, Str
     };
     let direct = l2(t, &out, &own_port(t, to));
     if let (Err(_), Role::Parent(u)) = (&direct, to.role) {
-        if t.uplinks.get(u).is_some_and(|x| x.shim.is_some()) {
-            if l2(t, &out, &shim_port(u)).is_ok() {
-                return Ok(
-                    "the host shim (a bridge-mode macvlan) carries parent-namespace traffic",
-                );
-            }
+        if t.uplinks.get(u).is_some_and(|x| x.shim.is_some()) && l2(t, &out, &shim_port(u)).is_ok()
+        {
+            return Ok("the host shim (a bridge-mode macvlan) carries parent-namespace traffic");
         }
     }
     match (&out, direct) {

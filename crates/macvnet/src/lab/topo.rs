@@ -81,7 +81,7 @@ impl Topology {
         self.netns.iter().find(|n| n.name == name)
     }
     pub fn lo_up(&self, ns: &str) -> bool {
-        self.ns(ns).map_or(true, |n| n.lo_up)
+        self.ns(ns).is_none_or(|n| n.lo_up)
     }
 }
 
@@ -449,9 +449,7 @@ impl Validator<'_> {
             let matches: Vec<usize> = uplinks
                 .iter()
                 .enumerate()
-                .filter(|(_, u)| {
-                    u.parent.name == pname && pns.map_or(true, |n| n == u.parent.netns)
-                })
+                .filter(|(_, u)| u.parent.name == pname && pns.is_none_or(|n| n == u.parent.netns))
                 .map(|(i, _)| i)
                 .collect();
             let uplink = match matches.as_slice() {
