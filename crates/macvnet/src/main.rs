@@ -16,7 +16,7 @@ pub struct Global {
     /// Print JSON instead of text.
     #[arg(short = 'j', long = "json", global = true)]
     pub json: bool,
-    /// Operate inside the named network namespace (/run/netns/NAME), like `ip -n NS`.
+    /// Operate inside network namespace NS (a name under /run/netns, or a path such as /proc/PID/ns/net), like `ip -n NS`.
     #[arg(short = 'n', long = "netns", global = true, value_name = "NS")]
     pub netns: Option<String>,
     /// More logging on stderr (-v info, -vv debug).

@@ -82,6 +82,9 @@ fn parse_cidr_dev(cmd: &str, words: &[String]) -> anyhow::Result<(IpNet, String)
                 )?)
             }
             other if cidr.is_none() => cidr = Some(parse_cidr(cmd, other)?),
+            other if super::link::is_option(other) => {
+                bail!("{cmd}: {}", super::link::option_hint(other))
+            }
             other => bail!("{cmd}: unknown keyword {other:?} (expected CIDR dev NAME)"),
         }
     }

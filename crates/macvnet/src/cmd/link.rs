@@ -159,6 +159,16 @@ fn parse_mode(cmd: &str, s: &str) -> anyhow::Result<Mode> {
     })
 }
 
+/// A word that looks like a command-line option rather than a keyword.
+pub fn is_option(w: &str) -> bool {
+    w.starts_with('-') && w.parse::<i64>().is_err()
+}
+
+/// Options after the keywords are swallowed by them; say where they go instead.
+pub fn option_hint(w: &str) -> String {
+    format!("option {w:?} must come before the subcommand, as in `macvnet -j -n NS link show`")
+}
+
 /// Linux interface names: 1..=15 bytes, no '/', ':' or whitespace, not "." or "..".
 fn check_ifname(cmd: &str, name: &str) -> anyhow::Result<()> {
     let bad = name.is_empty()
@@ -234,6 +244,7 @@ fn parse_add(words: &[String]) -> anyhow::Result<AddReq> {
             }
             "netns" => req.netns = Some(w.value("netns", "a namespace name")?.to_string()),
             "up" => req.up = true,
+            other if is_option(other) => bail!("{C}: {}", option_hint(other)),
             other if name.is_none() && w.pos == 1 => name = Some(other.to_string()),
             other => bail!("{C}: unknown keyword {other:?} (valid: {ADD_KEYWORDS})"),
         }
@@ -289,6 +300,7 @@ fn parse_set(words: &[String]) -> anyhow::Result<SetReq> {
             }
             "txqueuelen" | "txqlen" => req.txqlen = Some(w.number(word, "a number of packets")?),
             "netns" => req.netns = Some(w.value("netns", "a namespace name")?.to_string()),
+            other if is_option(other) => bail!("{C}: {}", option_hint(other)),
             other => bail!(
                 "{C}: unknown keyword {other:?} (valid: up, down, promisc on|off, mtu, address, name, txqueuelen, netns)"
             ),

@@ -119,6 +119,9 @@ fn parse_route(cmd: &str, words: &[String], adding: bool) -> anyhow::Result<Rout
                 });
                 have_dst = true;
             }
+            other if super::link::is_option(other) => {
+                bail!("{cmd}: {}", super::link::option_hint(other))
+            }
             other => bail!("{cmd}: unknown keyword {other:?} (valid: via, dev, metric)"),
         }
     }
