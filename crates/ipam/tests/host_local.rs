@@ -344,3 +344,34 @@ fn thousand_adds_stay_flat() {
     );
     assert_eq!(snapshot(&t.path.join("n")).len(), 1002);
 }
+
+/// A killed ADD can leave a torn marker or temp file: the next ADD of that
+/// attachment replaces the marker whole, and GC removes debris.
+#[test]
+fn recovers_from_killed_add_debris() {
+    let t = TempDir::new("torn");
+    let c = conf(&t.path, "n", "1.0.0", V4);
+    let dir = t.path.join("n");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(".macvnet-att:k1:eth0"), b"k1\r").unwrap();
+    std::fs::write(dir.join(".macvnet-tmp.999999.last"), b"198.1").unwrap();
+    assert_eq!(add(&c, "k1").unwrap(), "198.18.0.2/29");
+    assert_eq!(
+        std::fs::read(dir.join("198.18.0.2")).unwrap(),
+        b"k1\r\neth0"
+    );
+    assert_eq!(
+        std::fs::read(dir.join(".macvnet-att:k1:eth0")).unwrap(),
+        b"k1\r\neth0"
+    );
+    std::fs::write(dir.join(".macvnet-att:k2:eth0"), b"k").unwrap();
+    let conf = HostLocalConfig::parse(c.as_bytes(), "").unwrap();
+    let valid = [Attachment {
+        container_id: "k1".into(),
+        ifname: "eth0".into(),
+    }];
+    let rep = host_local::gc_with(&conf, &valid).unwrap();
+    assert!(rep.released.is_empty());
+    assert_eq!(rep.other_files, 2);
+    assert_eq!(our_files(&dir), [".macvnet-att:k1:eth0"]);
+}

@@ -218,3 +218,44 @@ fn concurrent_mixed_allocations_never_duplicate() {
         assert_eq!(content, format!("{id}\r\neth0").as_bytes(), "{ip}");
     }
 }
+
+/// Old-format `<id>`-only entries: with one range set DEL leaves them when a
+/// new-format entry matched; with two sets the reference's second pass takes them.
+#[test]
+fn old_format_release_matches_reference() {
+    if reference().is_none() {
+        return;
+    }
+    for extra in [
+        r#","ranges":[[{"subnet":"198.18.6.0/24"}]]"#,
+        r#","ranges":[[{"subnet":"198.18.6.0/24"}],[{"subnet":"2001:db8:6::/64"}]]"#,
+    ] {
+        let (a, b) = (TempDir::new("old-ref"), TempDir::new("old-ours"));
+        let (ca, cb) = (
+            conf(&a.path, "o", "1.0.0", extra),
+            conf(&b.path, "o", "1.0.0", extra),
+        );
+        theirs(&ca, Op::Add("o1", "eth0", "")).unwrap();
+        ours(&cb, Op::Add("o1", "eth0", "")).unwrap();
+        for d in [&a, &b] {
+            std::fs::write(d.path.join("o/198.18.6.200"), b"o1").unwrap();
+            std::fs::write(d.path.join("o/198.18.6.201"), b"o2").unwrap();
+        }
+        theirs(&ca, Op::Del("o1", "eth0")).unwrap();
+        ours(&cb, Op::Del("o1", "eth0")).unwrap();
+        assert_eq!(
+            snapshot(&a.path.join("o")),
+            snapshot(&b.path.join("o")),
+            "{extra}"
+        );
+        // Then the id-only fallback.
+        theirs(&ca, Op::Del("o2", "eth9")).unwrap();
+        ours(&cb, Op::Del("o2", "eth9")).unwrap();
+        assert_eq!(
+            snapshot(&a.path.join("o")),
+            snapshot(&b.path.join("o")),
+            "{extra}"
+        );
+        assert!(!b.path.join("o/198.18.6.201").exists());
+    }
+}

@@ -50,7 +50,19 @@ pub fn run_reference(
     ifname: &str,
     args: &str,
 ) -> Result<serde_json::Value, serde_json::Value> {
-    let mut child = Command::new(REFERENCE)
+    run_plugin(REFERENCE, command, conf, id, ifname, args)
+}
+
+/// Run a reference plugin binary with the CNI environment and `conf` on stdin.
+pub fn run_plugin(
+    bin: &str,
+    command: &str,
+    conf: &str,
+    id: &str,
+    ifname: &str,
+    args: &str,
+) -> Result<serde_json::Value, serde_json::Value> {
+    let mut child = Command::new(bin)
         .env_clear()
         .env("CNI_COMMAND", command)
         .env("CNI_CONTAINERID", id)
