@@ -150,7 +150,8 @@ pub fn add(
         }
         taken.clear();
     }
-    locked.finish_source(&source, !taken.is_empty());
+    // Keep the marker while the attachment holds any address, old or new.
+    locked.finish_source(&source, !taken.is_empty() || !existing.is_empty());
     outcome?;
     result.routes = conf.routes;
     Ok(result)
@@ -176,14 +177,15 @@ fn allocate(
         if ip == r.gateway {
             return Err(AllocError::RequestedGateway(ip));
         }
+        let taken = || AllocError::RequestedTaken {
+            ip,
+            set: set.to_string(),
+        };
+        // Same family as the range's subnet, so the prefix always fits.
+        let address = ipnet::IpNet::new(ip, r.subnet.prefix_len()).map_err(|_| taken())?;
         if !locked.reserve(source, ip, index)? {
-            return Err(AllocError::RequestedTaken {
-                ip,
-                set: set.to_string(),
-            });
+            return Err(taken());
         }
-        let address = ipnet::IpNet::new(ip, r.subnet.prefix_len())
-            .map_err(|_| AllocError::Exhausted(set.to_string()))?;
         return Ok(IpConfig {
             interface: None,
             address,
