@@ -118,7 +118,12 @@ pub fn collect(all: &[Namespace]) -> Vec<Group> {
     };
     let mut out = Vec::new();
     for (key, mut kids) in grouped {
-        kids.sort_by_key(|(i, l)| (*i, l.index));
+        // Children beside their parent first, then the others by namespace name.
+        let home = match key {
+            ParentKey::Known(j, _) => Some(j),
+            ParentKey::Unresolved(..) => None,
+        };
+        kids.sort_by_key(|(i, l)| (Some(*i) != home, label(*i), l.index));
         let parent = match key {
             ParentKey::Known(j, pi) => {
                 let p = dumps
