@@ -130,6 +130,10 @@ fn example_seed_lo_down() {
     run_example("seed-lo-down");
 }
 #[test]
+fn example_seed_v6() {
+    run_example("seed-v6");
+}
+#[test]
 fn example_private() {
     run_example("private");
 }

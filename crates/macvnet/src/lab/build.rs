@@ -112,10 +112,14 @@ impl Builder<'_> {
                 physical: physical.clone(),
             });
             state::save(&self.st)?;
-            self.nl(
+            let ns = self.nl(
                 || format!("creating netns {physical}"),
                 nl::netns::add(&physical),
             )?;
+            // IPv6 addresses are usable at once (no DAD wait); links created later inherit it.
+            if let Err(e) = nl::sysctl::write(&ns, "net/ipv6/conf/default/accept_dad", "0") {
+                tracing::debug!(netns = %physical, error = %e, "disabling DAD (no IPv6?)");
+            }
             if n.lo_up {
                 let mut h = self.handle(&n.name)?;
                 self.set(
