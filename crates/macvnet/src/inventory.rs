@@ -218,7 +218,8 @@ impl<'a> NsidResolver<'a> {
         let mut asker = match NsidAsker::open(&src.ns, &src.label) {
             Ok(a) => a,
             Err(e) => {
-                tracing::warn!("{e}");
+                // A process may exit while we look: not worth a warning.
+                tracing::debug!("{e}");
                 return map;
             }
         };

@@ -198,7 +198,7 @@ fn dump(ns: &Namespace) -> Option<Dump> {
     let links = match h.links() {
         Ok(l) => l,
         Err(e) => {
-            tracing::warn!("listing links in {}: {e}", ns.label);
+            tracing::debug!("listing links in {}: {e}", ns.label);
             return None;
         }
     };
