@@ -7,9 +7,11 @@
 //! reference's messages; `From<…> for CniError` picks the codes.
 
 pub mod host_local;
+pub mod plugin;
 pub mod static_ipam;
 pub mod types;
 
 pub use host_local::{HostLocalError, StatusError};
+pub use plugin::{HostLocalPlugin, StaticPlugin};
 pub use static_ipam::StaticError;
 pub use types::{CniResult, Dns, IpConfig, Route};

@@ -42,12 +42,7 @@ pub enum ConfigError {
 }
 
 /// One (containerID, ifname) pair from `cni.dev/valid-attachments` (GC).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
-pub struct Attachment {
-    #[serde(rename = "containerID")]
-    pub container_id: String,
-    pub ifname: String,
-}
+pub type Attachment = macvnet_cni::GcAttachment;
 
 #[derive(Deserialize)]
 struct NetRaw {
