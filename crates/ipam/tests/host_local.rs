@@ -375,3 +375,27 @@ fn recovers_from_killed_add_debris() {
     assert_eq!(rep.other_files, 2);
     assert_eq!(our_files(&dir), [".macvnet-att:k1:eth0"]);
 }
+
+/// IDs too long for a marker name: every ADD scans (still correct), and the
+/// temporary source file is removed.
+#[test]
+fn long_container_id_without_marker() {
+    let t = TempDir::new("long");
+    let c = conf(&t.path, "n", "1.0.0", V4);
+    let id = "a".repeat(250);
+    assert_eq!(add(&c, &id).unwrap(), "198.18.0.2/29");
+    let dir = t.path.join("n");
+    assert!(our_files(&dir).is_empty(), "{:?}", our_files(&dir));
+    assert_eq!(
+        std::fs::read(dir.join("198.18.0.2")).unwrap(),
+        format!("{id}\r\neth0").as_bytes()
+    );
+    let e = add(&c, &id).unwrap_err();
+    assert!(e.contains("duplicate allocation is not allowed"), "{e}");
+    assert_eq!(
+        host_local::del(c.as_bytes(), &id, "eth0", "")
+            .unwrap()
+            .len(),
+        1
+    );
+}
