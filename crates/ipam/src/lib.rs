@@ -6,6 +6,7 @@
 //! print it in the config's `cniVersion`. Errors are per-module enums with the
 //! reference's messages; `From<…> for CniError` picks the codes.
 
+mod gojson;
 pub mod host_local;
 pub mod plugin;
 pub mod static_ipam;

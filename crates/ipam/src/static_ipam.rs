@@ -112,7 +112,8 @@ fn parse_list(list: &[String]) -> Result<Vec<IpConfig>, StaticError> {
 impl StaticConfig {
     /// Reference `LoadIPAMConfig(bytes, envArgs)` for static.
     pub fn parse(bytes: &[u8], cni_args: &str) -> Result<Self, StaticError> {
-        let net: NetRaw = serde_json::from_slice(bytes).map_err(StaticError::Decode)?;
+        let net: NetRaw = crate::gojson::from_slice(bytes, crate::gojson::Shape::StaticNet)
+            .map_err(StaticError::Decode)?;
         let ipam = net.ipam.ok_or(StaticError::MissingIpam)?;
         let cni_version = net.cni_version.unwrap_or_default();
 

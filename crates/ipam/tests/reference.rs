@@ -259,3 +259,24 @@ fn old_format_release_matches_reference() {
         assert!(!b.path.join("o/198.18.6.201").exists());
     }
 }
+
+/// Go matches JSON keys case-insensitively; so do we.
+#[test]
+fn case_insensitive_keys_like_reference() {
+    if reference().is_none() {
+        return;
+    }
+    let (a, b) = (TempDir::new("case-ref"), TempDir::new("case-ours"));
+    let mk = |d: &Path| {
+        format!(
+            r#"{{"cniVersion":"1.0.0","Name":"cs","type":"x","IPAM":{{"type":"host-local","DataDir":"{}","Ranges":[[{{"Subnet":"198.18.7.0/24","RANGESTART":"198.18.7.40"}}]],"Routes":[{{"DST":"0.0.0.0/0","GW":"198.18.7.1"}}]}}}}"#,
+            d.display()
+        )
+    };
+    let (ca, cb) = (mk(&a.path), mk(&b.path));
+    let ra = theirs(&ca, Op::Add("c1", "eth0", "")).unwrap();
+    let rb = ours(&cb, Op::Add("c1", "eth0", "")).unwrap();
+    assert_eq!(ra, rb);
+    assert_eq!(rb["ips"][0]["address"], "198.18.7.40/24");
+    assert_eq!(snapshot(&a.path.join("cs")), snapshot(&b.path.join("cs")));
+}

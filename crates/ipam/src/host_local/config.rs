@@ -126,7 +126,8 @@ impl HostLocalConfig {
     /// Parse and validate like the reference `LoadIPAMConfig(bytes, envArgs)`.
     /// `cni_args` is the raw `CNI_ARGS` value (`IP=` may hold a comma list).
     pub fn parse(bytes: &[u8], cni_args: &str) -> Result<Self, ConfigError> {
-        let net: NetRaw = serde_json::from_slice(bytes).map_err(ConfigError::Decode)?;
+        let net: NetRaw = crate::gojson::from_slice(bytes, crate::gojson::Shape::HostLocalNet)
+            .map_err(ConfigError::Decode)?;
         let ipam = net.ipam.ok_or(ConfigError::MissingIpam)?;
         let cni_version = net.cni_version.unwrap_or_default();
 
