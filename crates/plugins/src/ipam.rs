@@ -1,0 +1,138 @@
+//! IPAM dispatch: run `ipam.type` found on `CNI_PATH`, in-process when that file is one
+//! of our own IPAM binaries (its ELF note says so, see [`crate::marker`]), else by exec.
+//! The in-process path calls the very `Plugin` impls our `host-local`/`static` binaries
+//! run, so results, errors and stores are identical either way.
+//!
+//! `MACVNET_IPAM_EXEC=1` in the environment forces exec (tests compare both paths).
+
+use std::path::PathBuf;
+
+use macvnet_cni::delegate::Delegate;
+use macvnet_cni::{CniResult, Plugin, Request};
+use macvnet_ipam::{HostLocalPlugin, StaticPlugin};
+
+use crate::PluginError;
+
+/// Environment variable forcing the exec path.
+pub const FORCE_EXEC_ENV: &str = "MACVNET_IPAM_EXEC";
+
+/// IPAM plugins we can run in-process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builtin {
+    HostLocal,
+    Static,
+}
+
+impl Builtin {
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "host-local" => Some(Builtin::HostLocal),
+            "static" => Some(Builtin::Static),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Builtin::HostLocal => "host-local",
+            Builtin::Static => "static",
+        }
+    }
+
+    /// The plugin's own entry points, exactly what its binary runs.
+    fn plugin(self) -> &'static dyn Plugin {
+        match self {
+            Builtin::HostLocal => &HostLocalPlugin,
+            Builtin::Static => &StaticPlugin,
+        }
+    }
+}
+
+/// How a resolved IPAM plugin runs.
+#[derive(Debug, Clone)]
+enum Runner {
+    InProcess(Builtin),
+    Exec(Delegate),
+}
+
+/// The IPAM plugin of one request.
+#[derive(Debug, Clone)]
+pub struct Ipam {
+    plugin: String,
+    path: PathBuf,
+    runner: Runner,
+}
+
+impl Ipam {
+    /// Resolve `ipam.type` of `req` on CNI_PATH; `Ok(None)` without an IPAM type.
+    /// A plugin missing from CNI_PATH is the delegate's error (code 999, Go's message).
+    pub fn resolve(req: &Request) -> Result<Option<Ipam>, PluginError> {
+        let Some(plugin) = req.config.ipam_type() else {
+            return Ok(None);
+        };
+        let delegate = req.delegate();
+        let path = delegate.find(plugin)?;
+        let forced = std::env::var_os(FORCE_EXEC_ENV).is_some_and(|v| v == "1");
+        let builtin = Builtin::from_name(plugin)
+            .filter(|_| !forced)
+            .filter(|b| crate::marker::read_note(&path).as_deref() == Some(b.name()));
+        let runner = match builtin {
+            Some(b) => Runner::InProcess(b),
+            None => Runner::Exec(delegate),
+        };
+        tracing::debug!(plugin, path = %path.display(), in_process = matches!(runner, Runner::InProcess(_)), "IPAM");
+        Ok(Some(Ipam {
+            plugin: plugin.to_string(),
+            path,
+            runner,
+        }))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.plugin
+    }
+
+    /// Where the plugin was found on CNI_PATH.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    pub fn in_process(&self) -> bool {
+        matches!(self.runner, Runner::InProcess(_))
+    }
+
+    pub fn add(&self, req: &Request) -> Result<CniResult, PluginError> {
+        match &self.runner {
+            Runner::InProcess(b) => Ok(b.plugin().add(req)?),
+            Runner::Exec(d) => Ok(d.add(&self.plugin, &req.stdin)?),
+        }
+    }
+
+    pub fn del(&self, req: &Request) -> Result<(), PluginError> {
+        match &self.runner {
+            Runner::InProcess(b) => Ok(b.plugin().del(req)?),
+            Runner::Exec(d) => Ok(d.del(&self.plugin, &req.stdin)?),
+        }
+    }
+
+    pub fn check(&self, req: &Request) -> Result<(), PluginError> {
+        match &self.runner {
+            Runner::InProcess(b) => Ok(b.plugin().check(req)?),
+            Runner::Exec(d) => Ok(d.check(&self.plugin, &req.stdin)?),
+        }
+    }
+
+    pub fn status(&self, req: &Request) -> Result<(), PluginError> {
+        match &self.runner {
+            Runner::InProcess(b) => Ok(b.plugin().status(req)?),
+            Runner::Exec(d) => Ok(d.status(&self.plugin, &req.stdin)?),
+        }
+    }
+
+    pub fn gc(&self, req: &Request) -> Result<(), PluginError> {
+        match &self.runner {
+            Runner::InProcess(b) => Ok(b.plugin().gc(req)?),
+            Runner::Exec(d) => Ok(d.gc(&self.plugin, &req.stdin)?),
+        }
+    }
+}
