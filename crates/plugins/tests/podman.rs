@@ -86,7 +86,11 @@ fn exercise(test: &str, tag: &str, plugin_dir: &Path, subnet: &str) {
     let info = &info[0];
     assert_eq!(info["driver"], "macvlan", "network inspect: {info}");
     assert_eq!(info["network_interface"], "eth0", "network inspect: {info}");
-    assert_eq!(info["subnets"][0]["subnet"], subnet.to_string(), "network inspect: {info}");
+    assert_eq!(
+        info["subnets"][0]["subnet"],
+        subnet.to_string(),
+        "network inspect: {info}"
+    );
 
     let a = env.run_container("a");
     let b = env.run_container("b");
@@ -128,7 +132,12 @@ fn exercise(test: &str, tag: &str, plugin_dir: &Path, subnet: &str) {
 /// What podman, the containers and libcni report for one attachment agrees
 /// with the kernel and with the host-local store.
 fn check_attachment(env: &PodmanEnv, c: &Container, subnet: ipnet::Ipv4Net) {
-    assert!(subnet.contains(&c.ip), "{} got {} outside {subnet}", c.name, c.ip);
+    assert!(
+        subnet.contains(&c.ip),
+        "{} got {} outside {subnet}",
+        c.name,
+        c.ip
+    );
 
     // The kernel view of the container's eth0.
     let mut h = nl::Handle::open(&nl::NetnsRef::Path(c.sandbox.clone())).unwrap();
@@ -141,8 +150,17 @@ fn check_attachment(env: &PodmanEnv, c: &Container, subnet: ipnet::Ipv4Net) {
         c.name
     );
     assert!(eth0.up, "{}: eth0 is down", c.name);
-    assert!(eth0.link_netnsid.is_some(), "{}: master not in another ns: {eth0:?}", c.name);
-    assert_eq!(eth0.mac.map(|m| m.to_string()), Some(c.mac.clone()), "{}", c.name);
+    assert!(
+        eth0.link_netnsid.is_some(),
+        "{}: master not in another ns: {eth0:?}",
+        c.name
+    );
+    assert_eq!(
+        eth0.mac.map(|m| m.to_string()),
+        Some(c.mac.clone()),
+        "{}",
+        c.name
+    );
     let addrs = h.addrs(Some(eth0.index)).unwrap();
     let want = ipnet::IpNet::V4(ipnet::Ipv4Net::new(c.ip, subnet.prefix_len()).unwrap());
     assert!(
@@ -188,7 +206,11 @@ fn check_nothing_left(env: &PodmanEnv, cs: &[&Container]) {
         .into_iter()
         .filter(|n| n != "lock" && !n.starts_with("last_reserved_ip."))
         .collect();
-    assert!(leases.is_empty(), "host-local leases left in {}: {leases:?}", store.display());
+    assert!(
+        leases.is_empty(),
+        "host-local leases left in {}: {leases:?}",
+        store.display()
+    );
 
     // conmon's exit command may still be tearing down for a moment.
     let leftovers = wait_until(SETTLE_TIMEOUT, || {
@@ -210,7 +232,11 @@ fn check_nothing_left(env: &PodmanEnv, cs: &[&Container]) {
             if state.exists() {
                 left.push(format!("runc state {}", state.display()));
             }
-            left.extend(container_cgroups(&c.id).iter().map(|p| format!("cgroup {}", p.display())));
+            left.extend(
+                container_cgroups(&c.id)
+                    .iter()
+                    .map(|p| format!("cgroup {}", p.display())),
+            );
         }
         let procs = env.our_processes();
         if !procs.is_empty() {
@@ -242,8 +268,15 @@ fn prerequisites(plugin_dir: &Path) -> Result<Tools, String> {
         .map_err(|e| format!("running podman --version: {e}"))?;
     let version = String::from_utf8_lossy(&version.stdout).to_string();
     // "podman version 4.3.1"; the CNI backend is gone in podman 5.
-    if !version.split_whitespace().nth(2).is_some_and(|v| v.starts_with("4.")) {
-        return Err(format!("needs podman 4 (CNI backend), found {:?}", version.trim()));
+    if !version
+        .split_whitespace()
+        .nth(2)
+        .is_some_and(|v| v.starts_with("4."))
+    {
+        return Err(format!(
+            "needs podman 4 (CNI backend), found {:?}",
+            version.trim()
+        ));
     }
     let busybox = ["/bin/busybox", "/usr/bin/busybox"]
         .iter()
@@ -275,7 +308,10 @@ fn which(name: &str) -> Option<PathBuf> {
 /// An ELF with no PT_INTERP program header needs no loader inside the rootfs.
 fn is_static_elf(path: &Path) -> bool {
     let Ok(b) = fs::read(path) else { return false };
-    let u16_at = |o: usize| b.get(o..o + 2).map(|s| u16::from_le_bytes([s[0], s[1]]) as usize);
+    let u16_at = |o: usize| {
+        b.get(o..o + 2)
+            .map(|s| u16::from_le_bytes([s[0], s[1]]) as usize)
+    };
     let u64_at = |o: usize| {
         b.get(o..o + 8)
             .map(|s| u64::from_le_bytes(s.try_into().unwrap()) as usize)
@@ -363,13 +399,20 @@ impl PodmanEnv {
             fs::create_dir_all(self.rootfs.join(d)).unwrap();
         }
         fs::copy(&self.tools.busybox, bin.join("busybox")).unwrap();
-        let list = Command::new(&self.tools.busybox).arg("--list").output().unwrap();
+        let list = Command::new(&self.tools.busybox)
+            .arg("--list")
+            .output()
+            .unwrap();
         for applet in String::from_utf8_lossy(&list.stdout).split_whitespace() {
             if applet != "busybox" {
                 std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
             }
         }
-        fs::write(self.rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+        fs::write(
+            self.rootfs.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\n",
+        )
+        .unwrap();
         fs::write(self.rootfs.join("etc/group"), "root:x:0:\n").unwrap();
     }
 
@@ -466,7 +509,9 @@ impl PodmanEnv {
         let status = loop {
             match child.try_wait() {
                 Ok(Some(st)) => break Some(st),
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
                 _ => {
                     // Child::kill is SIGKILL to this pid (nsenter exec'd podman).
                     let _ = child.kill();
@@ -510,14 +555,30 @@ impl PodmanEnv {
         let net = self.net.clone();
         let lifetime = CONTAINER_LIFETIME_SECS.to_string();
         let out = self.podman(&[
-            "run", "--rm", "-d", "--name", &name, "--network", &net,
-            "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
+            "run",
+            "--rm",
+            "-d",
+            "--name",
+            &name,
+            "--network",
+            &net,
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
             // --rootfs comes last before the command.
-            "--rootfs", &rootfs, "sleep", &lifetime,
+            "--rootfs",
+            &rootfs,
+            "sleep",
+            &lifetime,
         ]);
         // Even a failed run may have left a container behind: remove it by name.
         self.started.push((name.clone(), None, Vec::new()));
-        assert!(out.ok, "podman run {name} failed:\n{}\n{}", out.stdout, out.stderr);
+        assert!(
+            out.ok,
+            "podman run {name} failed:\n{}\n{}",
+            out.stdout, out.stderr
+        );
         let id = out.stdout.trim().to_string();
         let inspected = self.podman_ok(&["inspect", &id]);
         let v: Value = serde_json::from_str(&inspected).unwrap();
@@ -582,13 +643,19 @@ impl Drop for PodmanEnv {
         // Give conmon and its exit command time to finish before killing them.
         let recorded: Vec<u32> = started.iter().flat_map(|(_, _, p)| p.clone()).collect();
         let alive = || {
-            let mut pids: Vec<u32> = recorded.iter().copied().chain(self.our_processes()).collect();
+            let mut pids: Vec<u32> = recorded
+                .iter()
+                .copied()
+                .chain(self.our_processes())
+                .collect();
             pids.sort_unstable();
             pids.dedup();
             pids.retain(|&p| p > 1 && process_alive(p));
             pids
         };
-        wait_until(SETTLE_TIMEOUT, || alive().iter().map(u32::to_string).collect());
+        wait_until(SETTLE_TIMEOUT, || {
+            alive().iter().map(u32::to_string).collect()
+        });
         for pid in alive() {
             eprintln!("cleanup: killing leftover pid {pid}");
             let _ = nix::sys::signal::kill(
@@ -648,7 +715,9 @@ fn process_alive(pid: u32) -> bool {
         return false;
     };
     // The state follows the last ')' (the command name may contain one).
-    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
     !matches!(state, None | Some('Z') | Some('X'))
 }
 
