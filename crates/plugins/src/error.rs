@@ -27,12 +27,8 @@ pub enum PluginError {
     #[error("no default route interface found")]
     NoDefaultRoute,
     /// The master link does not exist where it was looked up.
-    #[error("failed to lookup master {master:?}: {source}")]
-    MasterNotFound {
-        master: String,
-        #[source]
-        source: nl::Error,
-    },
+    #[error("failed to lookup master {master:?}: {reason}")]
+    MasterNotFound { master: String, reason: String },
     /// `CNI_NETNS` cannot be opened.
     #[error("failed to open netns {path:?}: {source}")]
     Netns {

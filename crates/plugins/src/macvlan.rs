@@ -169,26 +169,33 @@ struct Master {
 /// Look the master up with `h`: by name, or the default-route interface.
 fn find_master(h: &mut Handle, conf: &MacvlanConf) -> Result<Master, PluginError> {
     let link = match &conf.master {
-        Some(name) => h.link_by_name(name).map_err(|source| PluginError::MasterNotFound {
-            master: name.clone(),
-            source,
-        })?,
+        Some(name) => h.link_by_name(name).map_err(|e| master_err(name, e))?,
         None => {
             let index = h
                 .default_route_link()
                 .map_err(|e| PluginError::netlink("failed to list routes", e))?
                 .ok_or(PluginError::NoDefaultRoute)?;
             h.link_by_index(index)
-                .map_err(|source| PluginError::MasterNotFound {
-                    master: format!("ifindex {index}"),
-                    source,
-                })?
+                .map_err(|e| master_err(&format!("ifindex {index}"), e))?
         }
     };
     Ok(Master {
         index: link.index,
         mtu: link.mtu,
     })
+}
+
+/// "Link not found" as the reference says it, else the kernel's reason.
+fn master_err(master: &str, e: nl::Error) -> PluginError {
+    let reason = if e.is_not_found() {
+        "Link not found".to_string()
+    } else {
+        e.to_string()
+    };
+    PluginError::MasterNotFound {
+        master: master.to_string(),
+        reason,
+    }
 }
 
 fn open_netns(path: &Path) -> Result<NetnsRef, PluginError> {
