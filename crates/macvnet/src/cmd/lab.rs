@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use nix::sys::signal::{SigSet, Signal};
+
 use crate::lab::{build, check, picture, state, topo, LabError};
 use crate::{CmdResult, Global};
 
@@ -76,32 +78,18 @@ pub fn run(args: Args, global: &Global) -> CmdResult {
         }
         LabCmd::Run { file } => {
             let t = topo::load(&file)?;
-            let up = build::up(&t, &file.display().to_string());
-            let outcome = match up {
-                Ok(st) => {
-                    if !global.json {
-                        report_up(&st, global)?;
-                        outln!();
-                    }
-                    do_check(&t, global)
-                }
-                Err(e) => Err(anyhow::Error::new(e).context("lab up failed")),
-            };
-            // Down always runs; in JSON mode stdout stays one document (the check report).
-            let down = build::down(&t.name).map_err(anyhow::Error::new);
-            if let (Ok(r), false) = (&down, global.json) {
-                outln!(
-                    "\nlab {} is down: removed {} namespaces",
-                    t.name,
-                    r.removed.len()
-                );
+            // Hold Ctrl-C/SIGTERM/SIGHUP until down has run (every step is bounded, a run takes
+            // seconds); unblocking afterwards delivers them, so the signal still ends us.
+            let mut signals = SigSet::empty();
+            for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+                signals.add(s);
             }
-            match (outcome, down) {
-                (Ok(code), Ok(_)) => Ok(code),
-                (Err(e), Ok(_)) => Err(e),
-                (Ok(_), Err(d)) => Err(d.context("lab down failed")),
-                (Err(e), Err(d)) => Err(e.context(format!("and lab down failed too: {d:#}"))),
+            if let Err(e) = signals.thread_block() {
+                tracing::warn!(error = %e, "blocking signals during lab run");
             }
+            let result = run_lab(&t, &file, global);
+            let _ = signals.thread_unblock();
+            result
         }
         LabCmd::Draw { file, output } => {
             let t = topo::load(&file)?;
@@ -220,4 +208,34 @@ fn do_down(name: &str, global: &Global) -> anyhow::Result<()> {
         outln!("lab {name} is down: removed {}", r.removed.join(" "));
     }
     Ok(())
+}
+
+/// `lab run` after loading: up, check, and down whatever happened.
+fn run_lab(t: &topo::Topology, file: &Path, global: &Global) -> CmdResult {
+    let up = build::up(t, &file.display().to_string());
+    let outcome = match up {
+        Ok(st) => {
+            if !global.json {
+                let _ = report_up(&st, global);
+                outln!();
+            }
+            do_check(t, global)
+        }
+        Err(e) => Err(anyhow::Error::new(e).context("lab up failed")),
+    };
+    // Down always runs; in JSON mode stdout stays one document (the check report).
+    let down = build::down(&t.name).map_err(anyhow::Error::new);
+    if let (Ok(r), false) = (&down, global.json) {
+        outln!(
+            "\nlab {} is down: removed {} namespaces",
+            t.name,
+            r.removed.len()
+        );
+    }
+    match (outcome, down) {
+        (Ok(code), Ok(_)) => Ok(code),
+        (Err(e), Ok(_)) => Err(e),
+        (Ok(_), Err(d)) => Err(d.context("lab down failed")),
+        (Err(e), Err(d)) => Err(e.context(format!("and lab down failed too: {d:#}"))),
+    }
 }
