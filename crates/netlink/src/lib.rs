@@ -16,6 +16,7 @@ pub mod netns;
 pub mod route;
 mod socket;
 pub mod sysctl;
+pub mod tap;
 pub mod testing;
 
 pub use addr::AddrInfo;

@@ -1,0 +1,355 @@
+#![allow(clippy::unwrap_used)]
+//! macvtap char devices against the real kernel: frames really cross the tap fd,
+//! multiqueue, vnet header and offload ioctls, device nodes in private /dev.
+
+use std::net::Ipv4Addr;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use macvnet_netlink as nl;
+use nl::tap::{self, Offloads, TapLink, TapQueue};
+use nl::testing::{require_root, uplink_pair, TestNs};
+use nl::{MacAddr, MacvlanSpec, Mode};
+
+/// A macvtap `name` in bridge mode on `eth0` of `host`, up.
+fn add_macvtap(host: &TestNs, name: &str) -> nl::LinkInfo {
+    let mut h = host.handle().unwrap();
+    let eth0 = h.link_by_name("eth0").unwrap();
+    h.add_macvlan(&MacvlanSpec {
+        name: name.to_string(),
+        parent: eth0.index,
+        tap: true,
+        mode: Some(Mode::Bridge),
+        up: true,
+        ..Default::default()
+    })
+    .unwrap();
+    h.link_by_name(name).unwrap()
+}
+
+/// A bridge-mode macvlan `mv0` on host's eth0, created inside `peer`, with `addr`, up.
+fn add_peer_macvlan(host: &TestNs, peer: &TestNs, addr: &str) -> nl::LinkInfo {
+    let mut h = host.handle().unwrap();
+    let eth0 = h.link_by_name("eth0").unwrap();
+    h.add_macvlan(&MacvlanSpec {
+        name: "mv0".to_string(),
+        parent: eth0.index,
+        mode: Some(Mode::Bridge),
+        netns: Some(Arc::new(peer.ns.open().unwrap())),
+        up: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let mut p = peer.handle().unwrap();
+    let mv0 = p.link_by_name("mv0").unwrap();
+    p.add_addr(mv0.index, addr.parse().unwrap()).unwrap();
+    mv0
+}
+
+fn arp_request(src_mac: MacAddr, src_ip: Ipv4Addr, target_ip: Ipv4Addr) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&src_mac.0);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&src_mac.0);
+    f.extend_from_slice(&src_ip.octets());
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&target_ip.octets());
+    f
+}
+
+#[test]
+fn arp_request_written_to_the_fd_gets_a_reply_read_from_the_fd() {
+    if !require_root("arp_request_written_to_the_fd_gets_a_reply_read_from_the_fd") {
+        return;
+    }
+    let (host, _lan) = uplink_pair("tapx").unwrap();
+    let peer = TestNs::new("tapx-peer").unwrap();
+    let tap_link = add_macvtap(&host, "mtap0");
+    let mv0 = add_peer_macvlan(&host, &peer, "198.18.7.2/24");
+    let tap_mac = tap_link.mac.unwrap();
+    let (dev, fds) =
+        tap::open_link_queues(&host.ns, &"mtap0".into(), 1, false, Offloads::default()).unwrap();
+    assert_eq!(dev.index, tap_link.index);
+    assert_eq!(dev.mac, Some(tap_mac));
+    let q = TapQueue::from(fds.into_iter().next().unwrap());
+    // A plain (no vnet header) queue: the driver's default IFF_VNET_HDR is cleared.
+    assert_eq!(q.flags().unwrap() & libc::IFF_VNET_HDR, 0);
+
+    let vm_ip = Ipv4Addr::new(198, 18, 7, 10);
+    let peer_ip = Ipv4Addr::new(198, 18, 7, 2);
+    let req = arp_request(tap_mac, vm_ip, peer_ip);
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let mut buf = vec![0u8; 65536];
+    let mut seen = Vec::new();
+    let mut reply = None;
+    'outer: while Instant::now() < deadline {
+        assert_eq!(q.send(&req).unwrap(), req.len());
+        let resend = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < resend {
+            let Some(n) = q.recv(&mut buf, Duration::from_millis(200)).unwrap() else {
+                continue;
+            };
+            let s = tap::describe_frame(&buf[..n]);
+            seen.push(s.to_string());
+            if let Some(a) = &s.arp {
+                if a.op == 2 {
+                    reply = Some(s);
+                    break 'outer;
+                }
+            }
+        }
+    }
+    let s = reply.unwrap_or_else(|| panic!("no ARP reply on the tap fd; saw {seen:?}"));
+    let a = s.arp.clone().unwrap();
+    assert_eq!(s.dst, Some(tap_mac));
+    assert_eq!(s.src, mv0.mac);
+    assert_eq!(a.sender_ip, peer_ip);
+    assert_eq!(Some(a.sender_mac), mv0.mac);
+    assert_eq!(a.target_ip, vm_ip);
+    assert_eq!(a.target_mac, tap_mac);
+    assert!(s.to_string().contains("198.18.7.2 is-at"), "{s}");
+    eprintln!("reply on the tap fd: {s}");
+}
+
+#[test]
+fn four_queues_open_concurrently_with_multi_queue_flag() {
+    if !require_root("four_queues_open_concurrently_with_multi_queue_flag") {
+        return;
+    }
+    let (host, _lan) = uplink_pair("tapq").unwrap();
+    add_macvtap(&host, "mtap0");
+    let (_dev, fds) =
+        tap::open_link_queues(&host.ns, &"mtap0".into(), 4, true, Offloads::default()).unwrap();
+    assert_eq!(fds.len(), 4);
+    let mut raw: Vec<i32> = fds
+        .iter()
+        .map(|f| std::os::fd::AsRawFd::as_raw_fd(f))
+        .collect();
+    raw.sort();
+    raw.dedup();
+    assert_eq!(raw.len(), 4, "four distinct fds");
+    for fd in &fds {
+        let flags = tap::get_flags(fd.as_fd()).unwrap();
+        let want = libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR | libc::IFF_MULTI_QUEUE;
+        assert_eq!(flags & want, want, "flags {flags:#x}");
+        // Each fd is still an attached queue: TUNGETIFF would fail with ENOLINK otherwise.
+        assert_eq!(
+            tap::get_vnet_hdr_len(fd.as_fd()).unwrap(),
+            tap::VNET_HDR_LEN
+        );
+    }
+    // A single queue does not ask for IFF_MULTI_QUEUE.
+    let (_dev, one) =
+        tap::open_link_queues(&host.ns, &"mtap0".into(), 1, false, Offloads::default()).unwrap();
+    let flags = tap::get_flags(one[0].as_fd()).unwrap();
+    assert_eq!(flags & (libc::IFF_MULTI_QUEUE | libc::IFF_VNET_HDR), 0);
+    assert!(
+        tap::open_link_queues(&host.ns, &"mtap0".into(), 0, false, Offloads::default()).is_err()
+    );
+}
+
+#[test]
+fn vnet_header_and_offload_ioctls() {
+    if !require_root("vnet_header_and_offload_ioctls") {
+        return;
+    }
+    let (host, _lan) = uplink_pair("tapv").unwrap();
+    add_macvtap(&host, "mtap0");
+    let all: Offloads = "csum,tso4,tso6,ufo".parse().unwrap();
+    let (_dev, fds) = tap::open_link_queues(&host.ns, &"mtap0".into(), 2, true, all).unwrap();
+    for fd in &fds {
+        assert_eq!(tap::get_vnet_hdr_len(fd.as_fd()).unwrap(), 12);
+    }
+    let q = &fds[0];
+    tap::set_vnet_hdr_len(q.as_fd(), 16).unwrap();
+    assert_eq!(tap::get_vnet_hdr_len(q.as_fd()).unwrap(), 16);
+    // Smaller than struct virtio_net_hdr: refused by the driver.
+    assert_eq!(
+        tap::set_vnet_hdr_len(q.as_fd(), 4).unwrap_err(),
+        nix::errno::Errno::EINVAL
+    );
+    tap::set_offload(q.as_fd(), Offloads::default()).unwrap();
+    tap::set_offload(q.as_fd(), "csum".parse().unwrap()).unwrap();
+    // Flags the macvtap driver does not support are refused (IFF_TUN instead of IFF_TAP).
+    assert_eq!(
+        tap::set_flags(q.as_fd(), libc::IFF_TUN | libc::IFF_NO_PI).unwrap_err(),
+        nix::errno::Errno::EINVAL
+    );
+    // Our own validation: offloads without the vnet header, or TSO without csum.
+    assert!(tap::open_link_queues(&host.ns, &"mtap0".into(), 1, false, all).is_err());
+    let tso: Offloads = "tso4".parse().unwrap();
+    assert!(tap::open_link_queues(&host.ns, &"mtap0".into(), 1, true, tso).is_err());
+}
+
+/// A temp dir removed on drop.
+struct TempDir(PathBuf);
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("mvt-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir(&p).unwrap();
+        TempDir(p)
+    }
+}
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Unique high ifindex so /dev/tapN cannot collide with another namespace's macvtap.
+fn unique_index(n: u32) -> u32 {
+    1_000_000 + (std::process::id() % 100_000) * 10 + n
+}
+
+#[test]
+fn device_node_in_a_fake_private_dev_has_the_right_number_and_owner() {
+    if !require_root("device_node_in_a_fake_private_dev_has_the_right_number_and_owner") {
+        return;
+    }
+    if Command::new("ip").arg("-V").output().is_err() {
+        eprintln!("SKIP device_node...: needs iproute2 `ip` to pick the ifindex");
+        return;
+    }
+    let (host, _lan) = uplink_pair("tapn").unwrap();
+    let index = unique_index(1);
+    // `ip link add ... index N` picks the ifindex, so /dev/tapN is ours alone.
+    let out = Command::new("ip")
+        .args([
+            "-n", &host.name, "link", "add", "link", "eth0", "name", "mtap0",
+        ])
+        .args([
+            "index",
+            &index.to_string(),
+            "type",
+            "macvtap",
+            "mode",
+            "bridge",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let (major, minor) = tap::device_number(&host.ns, "mtap0", index).unwrap();
+    assert_eq!(
+        Some(major),
+        tap::macvtap_major(),
+        "major from /proc/devices"
+    );
+    // devtmpfs made /dev/tapN in the root /dev although the link lives in another netns.
+    let dev_path = tap::device_path(index);
+    assert_eq!(dev_path, PathBuf::from(format!("/dev/tap{index}")));
+    let m = std::fs::metadata(&dev_path).unwrap();
+    assert!(m.file_type().is_char_device());
+    assert_eq!(
+        (
+            nix::sys::stat::major(m.rdev()),
+            nix::sys::stat::minor(m.rdev())
+        ),
+        (u64::from(major), u64::from(minor))
+    );
+
+    let dir = TempDir::new("fakedev");
+    let (path, created) =
+        tap::ensure_device_node(&host.ns, "mtap0", &dir.0, Some(4242), Some(4343)).unwrap();
+    assert!(created);
+    assert_eq!(path, dir.0.join(format!("tap{index}")));
+    let n = std::fs::metadata(&path).unwrap();
+    assert!(n.file_type().is_char_device());
+    assert_eq!(n.rdev(), m.rdev());
+    assert_eq!((n.uid(), n.gid()), (4242, 4343));
+    assert_eq!(n.permissions().mode() & 0o777, 0o660);
+    // Again, by index: kept, not re-created; owner changes apply.
+    let (path2, created) = tap::ensure_device_node(&host.ns, index, &dir.0, Some(7), None).unwrap();
+    assert_eq!((path2.as_path(), created), (path.as_path(), false));
+    assert_eq!(std::fs::metadata(&path).unwrap().uid(), 7);
+    // A node with another device number is never overwritten.
+    std::fs::remove_file(&path).unwrap();
+    nix::sys::stat::mknod(
+        &path,
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+        nix::sys::stat::makedev(1, 3),
+    )
+    .unwrap();
+    let err = tap::ensure_device_node(&host.ns, "mtap0", &dir.0, None, None).unwrap_err();
+    assert!(err.to_string().contains("not char device"), "{err}");
+    // Not a macvtap: a clear error.
+    let err = tap::ensure_device_node(&host.ns, "eth0", &dir.0, None, None).unwrap_err();
+    assert!(err.to_string().contains("not a macvtap"), "{err}");
+}
+
+/// Runs `f` on a thread with its own mount namespace where /dev is an empty tmpfs.
+fn in_private_dev<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    use nix::mount::{mount, MsFlags};
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).unwrap();
+            // Private first: nothing mounted below may reach the host.
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )
+            .unwrap();
+            mount(
+                Some("tmpfs"),
+                "/dev",
+                Some("tmpfs"),
+                MsFlags::MS_NOSUID,
+                Some("mode=755"),
+            )
+            .unwrap();
+            f()
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+#[test]
+fn private_dev_gets_a_node_that_opens() {
+    if !require_root("private_dev_gets_a_node_that_opens") {
+        return;
+    }
+    let (host, _lan) = uplink_pair("tapp").unwrap();
+    let link = add_macvtap(&host, "mtap0");
+    let (path, created, flags, empty_before, tmp_left) = in_private_dev(|| {
+        let empty_before = std::fs::read_dir("/dev").unwrap().count() == 0;
+        // The CLI path: /dev/tapN is missing, a temporary node is used and removed.
+        let (_dev, fds) = tap::open_link_queues(
+            &host.ns,
+            &TapLink::Name("mtap0".into()),
+            2,
+            false,
+            Offloads::default(),
+        )
+        .unwrap();
+        assert_eq!(fds.len(), 2);
+        let tmp_left = std::fs::read_dir("/dev").unwrap().count();
+        drop(fds);
+        let (path, created) =
+            tap::ensure_device_node(&host.ns, "mtap0", Path::new("/dev"), None, None).unwrap();
+        let q = tap::open_queues(&path, 1, false, Offloads::default()).unwrap();
+        let flags = tap::get_flags(q[0].as_fd()).unwrap();
+        (path, created, flags, empty_before, tmp_left)
+    });
+    assert!(empty_before, "the private /dev starts empty");
+    assert_eq!(tmp_left, 0, "the temporary node was removed");
+    assert!(created);
+    assert_eq!(path, tap::device_path(link.index));
+    assert_eq!(flags & libc::IFF_TAP, libc::IFF_TAP);
+    // The host's /dev never saw the private node's mount.
+    let root_dev = std::fs::read_dir("/dev").unwrap().count();
+    assert!(root_dev > 0);
+}
