@@ -40,7 +40,9 @@ pub fn ping(ns: &NetnsRef, dst: IpAddr, count: u32, timeout: Duration) -> Result
 }
 
 /// Like [`ping`], with the socket bound to source address `src` (it must be an address of
-/// the namespace). Useful when several endpoints share one namespace.
+/// the namespace). Useful when several endpoints share one namespace: a destination that is
+/// another address of the same namespace is answered locally over `lo` (so it needs lo up),
+/// exactly as `ping -I <address>` behaves.
 pub fn ping_from(
     ns: &NetnsRef,
     src: Option<IpAddr>,
@@ -56,7 +58,11 @@ pub fn ping_from(
 }
 
 /// Like [`ping`], with the socket bound to interface `ifname` (SO_BINDTODEVICE): requests
-/// leave through that link and only replies arriving on it count.
+/// leave through that link and only replies arriving on it count, as `ping -I <ifname>`.
+/// Note: toward an address of the *same* namespace (a sibling link) the bound device skips
+/// the local route, the request goes out on the wire and the sibling's stack drops it as a
+/// martian (its source is one of its own namespace's addresses; accept_local=0), so there is
+/// no reply. Use [`ping_from`] with the source address for that case.
 pub fn ping_via(
     ns: &NetnsRef,
     ifname: Option<&str>,

@@ -619,3 +619,76 @@ fn promisc_flag_set_and_cleared() {
         "parent back to 0"
     );
 }
+
+/// Two bridge children sharing one namespace, the way the lab probes them: `ping_from` with
+/// the source address reaches the sibling (locally, over lo), `ping_via` with the source
+/// link does not (the request leaves on the wire and the sibling drops its own namespace's
+/// source address as a martian); both reach the gateway.
+#[test]
+fn shared_namespace_probes() {
+    let Some((host, _lan)) = setup("modes::shared_ns", "msh", "198.18.8.1/24") else {
+        return;
+    };
+    let sh = TestNs::new("msh-sh").unwrap();
+    child(
+        &host,
+        "eth0",
+        &sh,
+        "mv1",
+        Mode::Bridge,
+        "198.18.8.11/24",
+        |_| {},
+    )
+    .unwrap();
+    child(
+        &host,
+        "eth0",
+        &sh,
+        "mv2",
+        Mode::Bridge,
+        "198.18.8.12/24",
+        |_| {},
+    )
+    .unwrap();
+    let t = Duration::from_secs(1);
+    let from = |src: &str, dst: &str, n| {
+        icmp::ping_from(&sh.ns, Some(ip(src)), ip(dst), n, t)
+            .unwrap()
+            .replied
+    };
+    let via = |dev: &str, dst: &str, n| {
+        icmp::ping_via(&sh.ns, Some(dev), ip(dst), n, t)
+            .unwrap()
+            .replied
+    };
+    assert!(via("mv1", "198.18.8.1", 3), "via mv1 -> gateway");
+    assert!(via("mv2", "198.18.8.1", 3), "via mv2 -> gateway");
+    assert!(from("198.18.8.12", "198.18.8.1", 3), "from .12 -> gateway");
+    assert!(
+        from("198.18.8.11", "198.18.8.12", 3),
+        "from .11 -> sibling over lo"
+    );
+    assert!(
+        !via("mv1", "198.18.8.12", 2),
+        "via mv1 -> sibling: martian, no reply"
+    );
+    // With lo down the local path is gone too.
+    let mut h = sh.handle().unwrap();
+    let lo = h.link_by_name("lo").unwrap().index;
+    h.set_link(
+        lo,
+        &LinkChange {
+            up: Some(false),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(
+        !from("198.18.8.11", "198.18.8.12", 2),
+        "lo down: sibling unreachable"
+    );
+    assert!(
+        !from("198.18.8.11", "198.18.8.11", 2),
+        "lo down: self unreachable"
+    );
+}
