@@ -6,30 +6,10 @@
 //! which id it gives another one, which lets us match the two.
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::time::Duration;
+use std::os::fd::AsFd;
 
 use macvnet_netlink as nl;
-use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_REQUEST};
-use netlink_packet_route::nsid::{NsidAttribute, NsidHeader, NsidMessage};
-use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use nl::{Handle, NetnsRef};
-
-/// How long one RTM_GETNSID may take before we give up on it.
-const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
-
-#[derive(Debug, thiserror::Error)]
-pub enum InventoryError {
-    #[error("opening a netlink socket in namespace {ns}: {source}")]
-    Socket { ns: String, source: std::io::Error },
-    #[error("entering namespace {ns}: {source}")]
-    Enter { ns: String, source: nl::Error },
-    #[error("asking namespace {ns} for a netnsid: {source}")]
-    Query { ns: String, source: std::io::Error },
-    #[error("asking namespace {ns} for a netnsid: bad reply: {detail}")]
-    Reply { ns: String, detail: String },
-}
 
 /// One network namespace found on the host.
 #[derive(Debug, Clone)]
@@ -80,112 +60,6 @@ pub fn namespaces() -> Vec<Namespace> {
     out
 }
 
-/// A NETLINK_ROUTE socket living in one namespace, for RTM_GETNSID questions.
-pub struct NsidAsker {
-    sock: Socket,
-    label: String,
-    seq: u32,
-}
-
-impl NsidAsker {
-    pub fn open(ns: &NetnsRef, label: &str) -> Result<Self, InventoryError> {
-        let made = nl::netns::run_in(ns, || Socket::new(NETLINK_ROUTE)).map_err(|source| {
-            InventoryError::Enter {
-                ns: label.to_string(),
-                source,
-            }
-        })?;
-        let mut sock = made.map_err(|source| InventoryError::Socket {
-            ns: label.to_string(),
-            source,
-        })?;
-        let sock_err = |source| InventoryError::Socket {
-            ns: label.to_string(),
-            source,
-        };
-        sock.bind_auto().map_err(sock_err)?;
-        sock.connect(&SocketAddr::new(0, 0)).map_err(sock_err)?;
-        let tv = nix::sys::time::TimeVal::new(REPLY_TIMEOUT.as_secs() as i64, 0);
-        nix::sys::socket::setsockopt(
-            &sock.as_fd(),
-            nix::sys::socket::sockopt::ReceiveTimeout,
-            &tv,
-        )
-        .map_err(|e| sock_err(std::io::Error::from(e)))?;
-        Ok(NsidAsker {
-            sock,
-            label: label.to_string(),
-            seq: 0,
-        })
-    }
-
-    /// The id this socket's namespace gives `target`; None when it has assigned none.
-    pub fn nsid_of(&mut self, target: BorrowedFd<'_>) -> Result<Option<i32>, InventoryError> {
-        let fd = u32::try_from(target.as_raw_fd()).map_err(|_| InventoryError::Reply {
-            ns: self.label.clone(),
-            detail: "negative fd".into(),
-        })?;
-        self.seq = self.seq.wrapping_add(1);
-        let mut req = NsidMessage::default();
-        req.header = NsidHeader {
-            family: AddressFamily::Unspec,
-        };
-        req.attributes = vec![NsidAttribute::Fd(fd)];
-        let mut msg = NetlinkMessage::from(RouteNetlinkMessage::GetNsId(req));
-        msg.header.flags = NLM_F_REQUEST;
-        msg.header.sequence_number = self.seq;
-        msg.finalize();
-        let mut buf = vec![0u8; msg.buffer_len()];
-        msg.serialize(&mut buf);
-        let qerr = |source| InventoryError::Query {
-            ns: self.label.clone(),
-            source,
-        };
-        self.sock.send(&buf, 0).map_err(qerr)?;
-
-        // Skip stale replies (other sequence numbers); bounded by the receive timeout and a count.
-        for _ in 0..16 {
-            let mut rbuf = vec![0u8; 8192];
-            let n = self.sock.recv(&mut &mut rbuf[..], 0).map_err(qerr)?;
-            let data = rbuf.get(..n).unwrap_or_default();
-            let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(data).map_err(|e| {
-                InventoryError::Reply {
-                    ns: self.label.clone(),
-                    detail: e.to_string(),
-                }
-            })?;
-            if reply.header.sequence_number != self.seq {
-                continue;
-            }
-            return match reply.payload {
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNsId(m)) => {
-                    let id = m.attributes.iter().find_map(|a| match a {
-                        NsidAttribute::Id(id) => Some(*id),
-                        _ => None,
-                    });
-                    // -1 is NETNSA_NSID_NOT_ASSIGNED.
-                    Ok(id.filter(|id| *id >= 0))
-                }
-                NetlinkPayload::Error(e) => Err(InventoryError::Query {
-                    ns: self.label.clone(),
-                    source: e
-                        .code
-                        .map(|c| std::io::Error::from_raw_os_error(-c.get()))
-                        .unwrap_or_else(|| std::io::Error::other("unexpected ACK")),
-                }),
-                other => Err(InventoryError::Reply {
-                    ns: self.label.clone(),
-                    detail: format!("unexpected {other:?}"),
-                }),
-            };
-        }
-        Err(InventoryError::Reply {
-            ns: self.label.clone(),
-            detail: "no reply with our sequence number".into(),
-        })
-    }
-}
-
 /// Resolves (namespace, nsid) pairs to namespaces, asking each namespace at most once per target.
 pub struct NsidResolver<'a> {
     all: &'a [Namespace],
@@ -215,8 +89,8 @@ impl<'a> NsidResolver<'a> {
         let Some(src) = self.all.get(from) else {
             return map;
         };
-        let mut asker = match NsidAsker::open(&src.ns, &src.label) {
-            Ok(a) => a,
+        let mut asker = match Handle::open(&src.ns) {
+            Ok(h) => h,
             Err(e) => {
                 // A process may exit while we look: not worth a warning.
                 tracing::debug!("{e}");

@@ -13,6 +13,7 @@ use netlink_packet_route::link::{
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
+use netlink_packet_route::nsid::{NsidAttribute, NsidHeader, NsidMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use nix::errno::Errno;
 
@@ -142,6 +143,28 @@ impl Handle {
             }),
             Err(e) if matches!(e.errno(), Some(Errno::ENODEV)) => Err(Error::NotFound { op }),
             Err(e) => Err(e),
+        }
+    }
+
+    /// The id this handle's namespace uses for the namespace `target` (RTM_GETNSID), as
+    /// reported in a link's IFLA_LINK_NETNSID; None when it has assigned none.
+    pub fn nsid_of(&mut self, target: BorrowedFd<'_>) -> Result<Option<i32>> {
+        let op = format!("asking {} for the id of namespace fd {}", self.ns, target.as_raw_fd());
+        let fd = u32::try_from(target.as_raw_fd()).map_err(|_| Error::Invalid(op.clone()))?;
+        let mut req = NsidMessage::default();
+        req.header = NsidHeader { family: AddressFamily::Unspec };
+        req.attributes = vec![NsidAttribute::Fd(fd)];
+        match self.sock.get(RouteNetlinkMessage::GetNsId(req), &op)? {
+            RouteNetlinkMessage::NewNsId(m) => Ok(m
+                .attributes
+                .iter()
+                .find_map(|a| match a {
+                    NsidAttribute::Id(id) => Some(*id),
+                    _ => None,
+                })
+                // -1 is NETNSA_NSID_NOT_ASSIGNED.
+                .filter(|id| *id >= 0)),
+            other => Err(Error::Protocol { op, detail: format!("unexpected reply {other:?}") }),
         }
     }
 
