@@ -92,25 +92,42 @@ fn exercise(test: &str, tag: &str, plugin_dir: &Path, subnet: &str) {
         "network inspect: {info}"
     );
 
-    let a = env.run_container("a");
-    let b = env.run_container("b");
-    for c in [&a, &b] {
-        check_attachment(&env, c, subnet);
-    }
+    let a = env.run_container("a", &[]);
+    // b asks for its address and MAC; podman passes them as CNI_ARGS IP= and MAC=.
+    let b_ip = subnet.hosts().nth(49).unwrap().to_string();
+    let b_mac = "02:00:c6:13:3d:32";
+    let b = env.run_container("b", &["--ip", &b_ip, "--mac-address", b_mac]);
+    let a_index = check_attachment(&env, &a, subnet);
+    check_attachment(&env, &b, subnet);
     assert_ne!(a.ip, b.ip, "both containers got the same address");
+    assert_eq!(
+        (b.ip.to_string(), b.mac.as_str()),
+        (b_ip, b_mac),
+        "b ignored --ip/--mac-address"
+    );
+    ping(&env, &a, &b);
+    ping(&env, &b, &a);
 
-    for (from, to) in [(&a, &b), (&b, &a)] {
-        let target = to.ip.to_string();
-        let out = env.podman(&["exec", &from.id, "ping", "-c", "2", "-w", "5", &target]);
-        assert!(
-            out.ok && out.stdout.contains("2 packets received"),
-            "ping {} -> {}: {}\n{}",
-            from.ip,
-            to.ip,
-            out.stdout,
-            out.stderr
-        );
-    }
+    // reload = DEL, then ADD with the old IP= and MAC=: a new link, same address and MAC.
+    env.podman_ok(&["network", "reload", &a.id]);
+    let a2 = env.inspect(&a.name, &a.id);
+    let a2_index = check_attachment(&env, &a2, subnet);
+    assert_ne!(a2_index, a_index, "reload did not recreate a's eth0");
+    assert_eq!(
+        (a2.ip, &a2.mac),
+        (a.ip, &a.mac),
+        "reload changed a's address or MAC"
+    );
+    ping(&env, &a2, &b);
+
+    // disconnect = DEL alone: the container keeps its netns, loses eth0, lease and cache entry.
+    env.podman_ok(&["network", "disconnect", &net, &b.id]);
+    check_detached(&env, &b);
+    // connect = ADD again (dynamic address now: disconnect dropped b's static one).
+    env.podman_ok(&["network", "connect", &net, &b.id]);
+    let b2 = env.inspect(&b.name, &b.id);
+    check_attachment(&env, &b2, subnet);
+    ping(&env, &b2, &a2);
 
     env.podman_ok(&["rm", "-f", "-t", "0", &a.id, &b.id]);
     check_nothing_left(&env, &[&a, &b]);
@@ -129,9 +146,25 @@ fn exercise(test: &str, tag: &str, plugin_dir: &Path, subnet: &str) {
     );
 }
 
+/// busybox ping from one container to the other's address (2 of 2 answered).
+fn ping(env: &PodmanEnv, from: &Container, to: &Container) {
+    let target = to.ip.to_string();
+    let out = env.podman(&["exec", &from.id, "ping", "-c", "2", "-w", "5", &target]);
+    assert!(
+        out.ok && out.stdout.contains("2 packets received"),
+        "ping {} {} -> {} {}: {}\n{}",
+        from.name,
+        from.ip,
+        to.name,
+        to.ip,
+        out.stdout,
+        out.stderr
+    );
+}
+
 /// What podman, the containers and libcni report for one attachment agrees
-/// with the kernel and with the host-local store.
-fn check_attachment(env: &PodmanEnv, c: &Container, subnet: ipnet::Ipv4Net) {
+/// with the kernel and with the host-local store. Returns eth0's ifindex.
+fn check_attachment(env: &PodmanEnv, c: &Container, subnet: ipnet::Ipv4Net) -> u32 {
     assert!(
         subnet.contains(&c.ip),
         "{} got {} outside {subnet}",
@@ -188,6 +221,28 @@ fn check_attachment(env: &PodmanEnv, c: &Container, subnet: ipnet::Ipv4Net) {
         "{}: cache {}",
         c.name,
         cache.display()
+    );
+    eth0.index
+}
+
+/// After `podman network disconnect`: the container's netns has only lo, and
+/// its lease and cache entry are gone.
+fn check_detached(env: &PodmanEnv, c: &Container) {
+    let mut h = nl::Handle::open(&nl::NetnsRef::Path(c.sandbox.clone())).unwrap();
+    let names: Vec<String> = h.links().unwrap().into_iter().map(|l| l.name).collect();
+    assert_eq!(names, ["lo"], "{}: links after disconnect", c.name);
+    let lease = env.ipam_dir.join(&env.net).join(c.ip.to_string());
+    assert!(
+        !lease.exists(),
+        "{}: lease {} kept",
+        c.name,
+        lease.display()
+    );
+    let cache = format!("{}-{}-eth0", env.net, c.id);
+    assert!(
+        !env.our_cache_entries().contains(&cache),
+        "{}: cache entry {cache} kept",
+        c.name
     );
 }
 
@@ -549,29 +604,21 @@ impl PodmanEnv {
     }
 
     /// `podman run --rm -d` a sleeping busybox on our network and inspect it.
-    fn run_container(&mut self, suffix: &str) -> Container {
+    fn run_container(&mut self, suffix: &str, extra: &[&str]) -> Container {
         let name = format!("{}-{suffix}", self.net);
         let rootfs = self.rootfs.display().to_string();
-        let net = self.net.clone();
         let lifetime = CONTAINER_LIFETIME_SECS.to_string();
-        let out = self.podman(&[
-            "run",
-            "--rm",
-            "-d",
-            "--name",
-            &name,
-            "--network",
-            &net,
+        let mut args = vec!["run", "--rm", "-d", "--name", &name, "--network", &self.net];
+        args.extend([
             "--ulimit",
             "nofile=1024:1024",
             "--ulimit",
             "nproc=1024:1024",
-            // --rootfs comes last before the command.
-            "--rootfs",
-            &rootfs,
-            "sleep",
-            &lifetime,
         ]);
+        args.extend(extra);
+        // --rootfs comes last before the command.
+        args.extend(["--rootfs", &rootfs, "sleep", &lifetime]);
+        let out = self.podman(&args);
         // Even a failed run may have left a container behind: remove it by name.
         self.started.push((name.clone(), None, Vec::new()));
         assert!(
@@ -580,25 +627,26 @@ impl PodmanEnv {
             out.stdout, out.stderr
         );
         let id = out.stdout.trim().to_string();
-        let inspected = self.podman_ok(&["inspect", &id]);
+        let c = self.inspect(&name, &id);
+        self.started
+            .push((id, Some(c.sandbox.clone()), vec![c.pid, c.conmon_pid]));
+        c
+    }
+
+    /// The container as `podman inspect` reports it now.
+    fn inspect(&self, name: &str, id: &str) -> Container {
+        let inspected = self.podman_ok(&["inspect", id]);
         let v: Value = serde_json::from_str(&inspected).unwrap();
         let v = &v[0];
-        let pid = v["State"]["Pid"].as_u64().unwrap() as u32;
-        let conmon_pid = v["State"]["ConmonPid"].as_u64().unwrap() as u32;
-        let sandbox = PathBuf::from(v["NetworkSettings"]["SandboxKey"].as_str().unwrap());
-        let attachment = &v["NetworkSettings"]["Networks"][&net];
-        let ip = attachment["IPAddress"].as_str().unwrap().parse().unwrap();
-        let mac = attachment["MacAddress"].as_str().unwrap().to_string();
-        self.started
-            .push((id.clone(), Some(sandbox.clone()), vec![pid, conmon_pid]));
+        let attachment = &v["NetworkSettings"]["Networks"][&self.net];
         Container {
-            name,
-            id,
-            pid,
-            conmon_pid,
-            sandbox,
-            ip,
-            mac,
+            name: name.to_string(),
+            id: id.to_string(),
+            pid: v["State"]["Pid"].as_u64().unwrap() as u32,
+            conmon_pid: v["State"]["ConmonPid"].as_u64().unwrap() as u32,
+            sandbox: PathBuf::from(v["NetworkSettings"]["SandboxKey"].as_str().unwrap()),
+            ip: attachment["IPAddress"].as_str().unwrap().parse().unwrap(),
+            mac: attachment["MacAddress"].as_str().unwrap().to_string(),
         }
     }
 
