@@ -218,16 +218,36 @@ fn open_socket(bind_to: &Bind, dst: IpAddr) -> Result<OwnedFd> {
     Ok(fd)
 }
 
-fn send_to(fd: &OwnedFd, dst: IpAddr, pkt: &[u8]) -> nix::Result<usize> {
+fn send_to(fd: &OwnedFd, dst: IpAddr, scope_id: u32, pkt: &[u8]) -> nix::Result<usize> {
     match SocketAddr::new(dst, 0) {
         SocketAddr::V4(a) => sendto(fd.as_raw_fd(), pkt, &SockaddrIn::from(a), MsgFlags::empty()),
-        SocketAddr::V6(a) => sendto(
-            fd.as_raw_fd(),
-            pkt,
-            &SockaddrIn6::from(a),
-            MsgFlags::empty(),
-        ),
+        SocketAddr::V6(mut a) => {
+            a.set_scope_id(scope_id);
+            sendto(
+                fd.as_raw_fd(),
+                pkt,
+                &SockaddrIn6::from(a),
+                MsgFlags::empty(),
+            )
+        }
     }
+}
+
+/// Scope for an IPv6 link-local destination: the bound interface (fe80:: is ambiguous
+/// without one, and the kernel refuses to send with EINVAL).
+fn link_local_scope(bind_to: &Bind, dst: IpAddr) -> Result<u32> {
+    let (IpAddr::V6(v6), Bind::Device(name)) = (dst, bind_to) else {
+        return Ok(0);
+    };
+    if v6.segments()[0] & 0xffc0 != 0xfe80 {
+        return Ok(0);
+    }
+    nix::net::if_::if_nametoindex(name.as_str()).map_err(|e| {
+        Error::io(
+            format!("looking up interface {name} to ping {dst}"),
+            e.into(),
+        )
+    })
 }
 
 fn source_ip(addr: &SockaddrStorage) -> Option<IpAddr> {
@@ -245,6 +265,7 @@ fn errno_text(e: Errno) -> String {
 fn probe_here(bind_to: &Bind, dst: IpAddr, count: u32, timeout: Duration) -> Result<PingOutcome> {
     let v6 = dst.is_ipv6();
     let fd = open_socket(bind_to, dst)?;
+    let scope_id = link_local_scope(bind_to, dst)?;
     let ident = next_ident();
     let mut out = PingOutcome {
         replied: false,
@@ -260,7 +281,7 @@ fn probe_here(bind_to: &Bind, dst: IpAddr, count: u32, timeout: Duration) -> Res
         let seq16 = seq as u16;
         let pkt = echo_request(v6, ident, seq16);
         sent_at.push(Instant::now());
-        match send_to(&fd, dst, &pkt) {
+        match send_to(&fd, dst, scope_id, &pkt) {
             Ok(_) => out.sent += 1,
             // Unreachable, no source address yet (DAD)...: this try failed, wait it out anyway
             // so that `count` tries span `count * timeout` like ping does.

@@ -210,6 +210,24 @@ fn bridge_children_talk_ipv6() {
     }
     assert!(reaches(&c1, "2001:db8:1::12"));
     assert!(reaches(&c2, "2001:db8:1::11"));
+    // Link-local needs an interface: ping_via supplies it.
+    let ll2 = c2
+        .handle()
+        .unwrap()
+        .addrs(None)
+        .unwrap()
+        .into_iter()
+        .find(|a| a.scope == 253)
+        .unwrap();
+    let r = icmp::ping_via(
+        &c1.ns,
+        Some("mv1"),
+        ll2.addr.addr(),
+        3,
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    assert!(r.replied, "link-local {} via mv1: {r:?}", ll2.addr);
 }
 
 /// Turns `lan` into a hairpin switch: bridge br0 with up0 as its port, hairpin on, gateway on br0.
