@@ -125,10 +125,7 @@ fn four_queues_open_concurrently_with_multi_queue_flag() {
     let (_dev, fds) =
         tap::open_link_queues(&host.ns, &"mtap0".into(), 4, true, Offloads::default()).unwrap();
     assert_eq!(fds.len(), 4);
-    let mut raw: Vec<i32> = fds
-        .iter()
-        .map(|f| std::os::fd::AsRawFd::as_raw_fd(f))
-        .collect();
+    let mut raw: Vec<i32> = fds.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
     raw.sort();
     raw.dedup();
     assert_eq!(raw.len(), 4, "four distinct fds");
