@@ -120,7 +120,18 @@ pub fn resolve(ns: &NetnsRef, link: &TapLink) -> Result<TapDevice> {
             info.name
         )));
     }
-    let (major, minor) = device_number(ns, &info.name, info.index)?;
+    let (major, minor) = match device_number(ns, &info.name, info.index) {
+        Ok(v) => v,
+        // No CAP_SYS_ADMIN for a private sysfs: the process's own /sys may still show
+        // the link; trust it only when name, ifindex and MAC all agree.
+        Err(e) if matches!(e.errno(), Some(Errno::EPERM | Errno::EACCES)) => {
+            match device_number_from_sysfs(Path::new("/sys"), &info.name, info.index, info.mac) {
+                Some(v) => v,
+                None => return Err(e),
+            }
+        }
+        Err(e) => return Err(e),
+    };
     Ok(TapDevice {
         name: info.name,
         index: info.index,
@@ -129,6 +140,29 @@ pub fn resolve(ns: &NetnsRef, link: &TapLink) -> Result<TapDevice> {
         major,
         minor,
     })
+}
+
+/// major:minor from an already mounted sysfs at `root`, when its `class/net/NAME` has
+/// the same ifindex and MAC (so it is this link, not a namesake in another namespace).
+pub fn device_number_from_sysfs(
+    root: &Path,
+    name: &str,
+    index: u32,
+    mac: Option<MacAddr>,
+) -> Option<(u32, u32)> {
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return None;
+    }
+    let base = root.join("class/net").join(name);
+    let read = |f: &str| std::fs::read_to_string(base.join(f)).ok();
+    if read("ifindex")?.trim() != index.to_string() {
+        return None;
+    }
+    let sys_mac: MacAddr = read("address")?.trim().parse().ok()?;
+    if Some(sys_mac) != mac {
+        return None;
+    }
+    parse_dev(read(&format!("macvtap/tap{index}/dev"))?.trim())
 }
 
 /// major:minor of the macvtap `name` (ifindex `index`) in `ns`, read from a sysfs mounted
@@ -415,7 +449,15 @@ pub fn open_queues(
             .open(path)
             .map_err(|e| Error::io(what("opening"), e))?;
         let fd = OwnedFd::from(file);
-        set_flags(fd.as_fd(), flags).map_err(|e| Error::io(what("TUNSETIFF"), e.into()))?;
+        match set_flags(fd.as_fd(), flags) {
+            Ok(()) => {}
+            // Kernels before IFF_MULTI_QUEUE refuse the flag; every open is a queue anyway.
+            Err(Errno::EINVAL) if flags & libc::IFF_MULTI_QUEUE != 0 => {
+                set_flags(fd.as_fd(), flags & !libc::IFF_MULTI_QUEUE)
+                    .map_err(|e| Error::io(what("TUNSETIFF"), e.into()))?;
+            }
+            Err(e) => return Err(Error::io(what("TUNSETIFF"), e.into())),
+        }
         if vnet_hdr {
             set_vnet_hdr_len(fd.as_fd(), VNET_HDR_LEN)
                 .map_err(|e| Error::io(what("TUNSETVNETHDRSZ"), e.into()))?;
@@ -482,13 +524,29 @@ pub fn set_flags(fd: BorrowedFd<'_>, flags: libc::c_int) -> std::result::Result<
 
 /// `TUNGETIFF`: the queue's IFF_* flags.
 pub fn get_flags(fd: BorrowedFd<'_>) -> std::result::Result<libc::c_int, Errno> {
+    get_iff(fd).map(|(_, f)| f)
+}
+
+/// `TUNGETIFF`: the name of the link the queue belongs to (as the kernel sees it now)
+/// and the queue's IFF_* flags. ENOLINK when the link is gone.
+pub fn get_iff(fd: BorrowedFd<'_>) -> std::result::Result<(String, libc::c_int), Errno> {
     let mut req = ifreq_with_flags(0);
     // SAFETY: the fd is valid for the borrow; the kernel writes one ifreq into &mut req.
     unsafe { tun_get_iff(fd.as_raw_fd(), &mut req) }?;
     // SAFETY: TUNGETIFF fills ifr_flags; every bit pattern is a valid c_short.
     let f = unsafe { req.ifr_ifru.ifru_flags };
+    // c_char is i8 or u8 by target; the bytes are the same.
+    let bytes: Vec<u8> = req
+        .ifr_name
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
     // The flags are a bit set: keep the 16 bits as they are.
-    Ok(libc::c_int::from(f as u16))
+    Ok((
+        String::from_utf8_lossy(&bytes).into_owned(),
+        libc::c_int::from(f as u16),
+    ))
 }
 
 /// `TUNSETVNETHDRSZ`.

@@ -254,6 +254,47 @@ fn device_node_in_a_fake_private_dev_has_the_right_number_and_owner() {
         (u64::from(major), u64::from(minor))
     );
 
+    // The fallback reader: the host's /sys does not show the test namespace's mtap0...
+    let mac = host.handle().unwrap().link_by_name("mtap0").unwrap().mac;
+    assert_eq!(
+        tap::device_number_from_sysfs(Path::new("/sys"), "mtap0", index, mac),
+        None
+    );
+    // ...a sysfs mounted inside that namespace does, and only with the right MAC.
+    let (hit, wrong_mac) = host
+        .run(|| {
+            use nix::mount::{mount, MsFlags};
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).unwrap();
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )
+            .unwrap();
+            mount(
+                Some("sysfs"),
+                "/sys",
+                Some("sysfs"),
+                MsFlags::MS_RDONLY,
+                None::<&str>,
+            )
+            .unwrap();
+            (
+                tap::device_number_from_sysfs(Path::new("/sys"), "mtap0", index, mac),
+                tap::device_number_from_sysfs(
+                    Path::new("/sys"),
+                    "mtap0",
+                    index,
+                    Some(MacAddr([2, 0, 0, 0, 0, 9])),
+                ),
+            )
+        })
+        .unwrap();
+    assert_eq!(hit, Some((major, minor)));
+    assert_eq!(wrong_mac, None);
+
     let dir = TempDir::new("fakedev");
     let (path, created) =
         tap::ensure_device_node(&host.ns, "mtap0", &dir.0, Some(4242), Some(4343)).unwrap();
@@ -349,4 +390,53 @@ fn private_dev_gets_a_node_that_opens() {
     // The host's /dev never saw the private node's mount.
     let root_dev = std::fs::read_dir("/dev").unwrap().count();
     assert!(root_dev > 0);
+}
+
+#[test]
+fn same_ifindex_in_two_namespaces_opens_the_right_device() {
+    if !require_root("same_ifindex_in_two_namespaces_opens_the_right_device") {
+        return;
+    }
+    if Command::new("ip").arg("-V").output().is_err() {
+        eprintln!("SKIP same_ifindex...: needs iproute2 `ip` to pick the ifindex");
+        return;
+    }
+    let (a, _alan) = uplink_pair("tapca").unwrap();
+    let (b, _blan) = uplink_pair("tapcb").unwrap();
+    let index = unique_index(2);
+    for (ns, name) in [(&a, "mtapa"), (&b, "mtapb")] {
+        let out = Command::new("ip")
+            .args(["-n", &ns.name, "link", "add", "link", "eth0", "name", name])
+            .args([
+                "index",
+                &index.to_string(),
+                "type",
+                "macvtap",
+                "mode",
+                "bridge",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let da = tap::resolve(&a.ns, &"mtapa".into()).unwrap();
+    let db = tap::resolve(&b.ns, &"mtapb".into()).unwrap();
+    assert_eq!((da.index, db.index), (index, index));
+    assert_ne!(da.minor, db.minor, "two devices, two minors");
+    // devtmpfs kept the first tapN; it is not b's device.
+    let m = std::fs::metadata(tap::device_path(index)).unwrap();
+    assert_eq!(m.rdev(), da.rdev());
+    // Opening b's link still reaches b's device (TUNGETIFF names the link).
+    let (_d, fds) =
+        tap::open_link_queues(&b.ns, &"mtapb".into(), 2, false, Offloads::default()).unwrap();
+    for fd in &fds {
+        assert_eq!(tap::get_iff(fd.as_fd()).unwrap().0, "mtapb");
+    }
+    let (_d, fds) =
+        tap::open_link_queues(&a.ns, &"mtapa".into(), 1, false, Offloads::default()).unwrap();
+    assert_eq!(tap::get_iff(fds[0].as_fd()).unwrap().0, "mtapa");
 }
