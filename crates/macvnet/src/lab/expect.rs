@@ -153,25 +153,168 @@ fn shim_port(uplink: usize) -> Port {
     }
 }
 
-/// Which port the kernel picks to send to `dst` from `e` (longest prefix match over the
-/// endpoint's connected subnet and, for a parent with a shim, the shim's subnet and routes).
-fn route(t: &Topology, e: &Endpoint, dst: IpAddr) -> Option<Port> {
-    let mut best: Option<(u8, Port)> = None;
-    let mut consider = |net: &IpNet, port: Port| {
-        if net.contains(&dst) && best.as_ref().is_none_or(|(len, _)| net.prefix_len() > *len) {
-            best = Some((net.prefix_len(), port));
+/// An addressed interface of a namespace (or a shim route), as the routing table sees it.
+#[derive(Debug, Clone)]
+struct NsPort {
+    /// Connected subnet, or a shim route's destination.
+    net: IpNet,
+    port: Port,
+    label: String,
+    shim: bool,
+}
+
+/// Addressed interfaces of namespace `ns` in creation order (ties in the routing table go to
+/// the route inserted first): per uplink the lan end, the parent, its shim; then children.
+fn ns_ports(t: &Topology, ns: &str) -> Vec<NsPort> {
+    let mut v = Vec::new();
+    for (i, u) in t.uplinks.iter().enumerate() {
+        if let (true, Some(a)) = (u.lan.netns == ns, u.lan.address) {
+            let port = Port::Gateway {
+                uplink: i,
+                mac: u.lan.mac,
+            };
+            v.push(NsPort {
+                net: a.trunc(),
+                port,
+                label: u.lan.name.clone(),
+                shim: false,
+            });
         }
-    };
-    consider(&e.addr.trunc(), own_port(t, e));
-    if let Role::Parent(u) = e.role {
-        if let Some(shim) = t.uplinks.get(u).and_then(|x| x.shim.as_ref()) {
-            consider(&shim.address.trunc(), shim_port(u));
-            for r in &shim.routes {
-                consider(r, shim_port(u));
+        if u.parent.netns != ns {
+            continue;
+        }
+        if let Some(a) = u.parent.address {
+            let port = Port::Parent {
+                uplink: i,
+                mac: u.parent.mac,
+            };
+            v.push(NsPort {
+                net: a.trunc(),
+                port,
+                label: u.parent.name.clone(),
+                shim: false,
+            });
+        }
+        if let Some(shim) = &u.shim {
+            for net in std::iter::once(shim.address.trunc()).chain(shim.routes.iter().copied()) {
+                v.push(NsPort {
+                    net,
+                    port: shim_port(i),
+                    label: shim.name.clone(),
+                    shim: true,
+                });
             }
         }
     }
-    best.map(|(_, p)| p)
+    for c in t.children.iter().filter(|c| c.netns == ns) {
+        if let Some(a) = c.address {
+            let port = Port::Child {
+                uplink: c.uplink,
+                mode: c.mode,
+                tap: c.tap,
+                mac: c.mac,
+                sources: c.source_macs.clone(),
+            };
+            v.push(NsPort {
+                net: a.trunc(),
+                port,
+                label: c.name.clone(),
+                shim: false,
+            });
+        }
+    }
+    v
+}
+
+/// Longest prefix match; among equal prefixes the first inserted route wins.
+fn lpm(ports: &[NsPort], dst: IpAddr) -> Option<&NsPort> {
+    let mut best: Option<&NsPort> = None;
+    for p in ports.iter().filter(|p| p.net.contains(&dst)) {
+        if best.is_none_or(|b| p.net.prefix_len() > b.net.prefix_len()) {
+            best = Some(p);
+        }
+    }
+    best
+}
+
+/// Probes from a namespace holding several endpoints are bound to the source link
+/// (SO_BINDTODEVICE), so they leave and are answered only there.
+fn bound(t: &Topology, e: &Endpoint) -> bool {
+    endpoints(t).iter().filter(|x| x.netns == e.netns).count() > 1
+}
+
+fn own_ns_port(t: &Topology, e: &Endpoint) -> NsPort {
+    NsPort {
+        net: e.addr.trunc(),
+        port: own_port(t, e),
+        label: e.label.clone(),
+        shim: false,
+    }
+}
+
+/// Where frames for `e`'s address may land: with IPv4 every interface of the namespace answers
+/// ARP for every local address (arp_ignore=0); IPv6 neighbor discovery answers only on the
+/// address's own link. A bound socket only hears its own link.
+fn receivers(t: &Topology, e: &Endpoint) -> Vec<NsPort> {
+    if bound(t, e) || e.addr.addr().is_ipv6() {
+        return vec![own_ns_port(t, e)];
+    }
+    let mut v = ns_ports(t, &e.netns);
+    if v.is_empty() {
+        v.push(own_ns_port(t, e));
+    }
+    v
+}
+
+const SHIM_WHY: &str = "the host shim (a bridge-mode macvlan) carries parent-namespace traffic";
+
+/// `a` pings `b`: the request leg from `a`'s chosen link to any receiver of `b`, then the
+/// kernel's echo reply from `b`'s namespace (unbound: its routing table picks the link) back.
+fn round_trip(t: &Topology, a: &Endpoint, b: &Endpoint) -> Result<&'static str, String> {
+    let no_route = || "no route: the addresses are in different subnets".to_string();
+    let dst = b.addr.addr();
+    let out = if bound(t, a) {
+        a.addr
+            .trunc()
+            .contains(&dst)
+            .then(|| own_ns_port(t, a))
+            .ok_or_else(no_route)?
+    } else {
+        lpm(&ns_ports(t, &a.netns), dst)
+            .cloned()
+            .ok_or_else(no_route)?
+    };
+    let rx = receivers(t, b);
+    let Some(hit) = rx.iter().find(|x| l2(t, &out.port, &x.port).is_ok()) else {
+        return Err(l2(t, &out.port, &own_port(t, b))
+            .err()
+            .unwrap_or("unreachable")
+            .to_string());
+    };
+    let ok_why = l2(t, &out.port, &hit.port).unwrap_or("");
+    // The reply: the responder's namespace routes it.
+    let back = lpm(&ns_ports(t, &b.netns), a.addr.addr())
+        .cloned()
+        .ok_or_else(no_route)?;
+    let arrive = receivers(t, a);
+    if !arrive.iter().any(|x| l2(t, &back.port, &x.port).is_ok()) {
+        let why = l2(t, &back.port, &own_port(t, a))
+            .err()
+            .unwrap_or("unreachable");
+        return Err(if back.label == b.label {
+            why.to_string()
+        } else {
+            format!(
+                "the reply leaves through {}, the first route back to {}: {why}",
+                back.label, a.label
+            )
+        });
+    }
+    Ok(if out.shim || hit.shim || back.shim {
+        SHIM_WHY
+    } else {
+        ok_why
+    })
 }
 
 fn hairpin(t: &Topology, uplink: usize) -> bool {
@@ -263,28 +406,6 @@ fn l2(t: &Topology, s: &Port, r: &Port) -> Result<&'static str, &'static str> {
     }
 }
 
-/// One leg: `from` sends to `to`'s address. For a parent with a shim, frames can also land on the
-/// shim (it answers ARP for every address of its namespace).
-fn leg(t: &Topology, from: &Endpoint, to: &Endpoint) -> Result<&'static str, String> {
-    let Some(out) = route(t, from, to.addr.addr()) else {
-        // Each lab LAN is its own subnet and nothing routes between them.
-        return Err("no route: the addresses are in different subnets".to_string());
-    };
-    let direct = l2(t, &out, &own_port(t, to));
-    if let (Err(_), Role::Parent(u)) = (&direct, to.role) {
-        if t.uplinks.get(u).is_some_and(|x| x.shim.is_some()) && l2(t, &out, &shim_port(u)).is_ok()
-        {
-            return Ok("the host shim (a bridge-mode macvlan) carries parent-namespace traffic");
-        }
-    }
-    match (&out, direct) {
-        (Port::Child { .. }, Ok(_)) if matches!(from.role, Role::Parent(_)) => {
-            Ok("the host shim (a bridge-mode macvlan) carries parent-namespace traffic")
-        }
-        (_, r) => r.map_err(String::from),
-    }
-}
-
 /// Expected outcome of pinging `b` from `a` (both from [`endpoints`]).
 pub fn expect(t: &Topology, a: &Endpoint, b: &Endpoint) -> Expectation {
     let lo = t.lo_up(&a.netns);
@@ -310,7 +431,7 @@ pub fn expect(t: &Topology, a: &Endpoint, b: &Endpoint) -> Expectation {
             why: "different address families".into(),
         };
     }
-    match leg(t, a, b).and_then(|w| leg(t, b, a).map(|_| w)) {
+    match round_trip(t, a, b) {
         Ok(why) => Expectation {
             reach: true,
             why: why.into(),
@@ -465,5 +586,25 @@ mod tests {
         let mut far = c1.clone();
         far.addr = "198.18.1.12/24".parse().unwrap();
         assert!(!expect(&t, c0, &far).reach);
+    }
+
+    #[test]
+    fn shared_namespace_replies_follow_the_first_route() {
+        // c1 lives next to the addressed parent: replies to c0 leave through eth0 (inserted
+        // first, same prefix) and never reach c0; c1's own bound probes work.
+        let mut t = topo(
+            "",
+            "",
+            &[("bridge", "macvlan", ""), ("bridge", "macvlan", "")],
+        );
+        t.children[1].netns = "host".into();
+        let r = reach(&t);
+        assert!(!r.contains(&"c0>c1".to_string()), "{r:?}");
+        assert!(r.contains(&"c1>c0".to_string()), "{r:?}");
+        assert!(
+            r.contains(&"gw0>c1".to_string()) && r.contains(&"c1>gw0".to_string()),
+            "{r:?}"
+        );
+        assert!(r.contains(&"eth0>c1".to_string()), "same namespace: {r:?}");
     }
 }

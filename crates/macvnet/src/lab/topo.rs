@@ -348,6 +348,42 @@ impl Validator<'_> {
         })
     }
 
+    /// Two addressed links in one namespace on overlapping subnets make results depend on
+    /// timing (every link answers ARP for every local address, and equal routes tie), so a
+    /// lab refuses them. Shims are the deliberate exception (they carry their own routes).
+    fn shared_subnets(&self, uplinks: &[Uplink], children: &[Child]) -> Result<(), LabError> {
+        let mut addressed: Vec<(&str, &str, IpNet)> = Vec::new();
+        for u in uplinks {
+            for i in [&u.lan, &u.parent] {
+                if let Some(a) = i.address {
+                    addressed.push((&i.netns, &i.name, a));
+                }
+            }
+        }
+        for c in children {
+            if let Some(a) = c.address {
+                addressed.push((&c.netns, &c.name, a));
+            }
+        }
+        for (k, (ns, name, a)) in addressed.iter().enumerate() {
+            for (ns2, name2, b) in addressed.iter().skip(k + 1) {
+                if ns == ns2 && (a.trunc().contains(&b.addr()) || b.trunc().contains(&a.addr())) {
+                    let line = self.seen_addrs.get(&b.addr()).copied().unwrap_or(0);
+                    return Err(LabError::Invalid {
+                        file: self.file.to_string(),
+                        line,
+                        msg: format!(
+                            "{name2} ({b}) and {name} ({a}) share netns {ns} and a subnet: which \
+                             link answers then depends on timing (ARP flux); use another \
+                             namespace or subnet (or a shim)"
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn run(mut self, raw: RawFile) -> Result<Topology, LabError> {
         let name = self.ident(&raw.name, "lab name")?;
         let mut netns: Vec<NsDef> = Vec::new();
@@ -543,6 +579,7 @@ impl Validator<'_> {
                 nopromisc: c.nopromisc,
             });
         }
+        self.shared_subnets(&uplinks, &children)?;
         Ok(Topology {
             name,
             description: raw.description,
@@ -637,6 +674,10 @@ address = "198.18.0.12/24"
         );
         assert_eq!(l, 20);
         assert!(m.contains("duplicate link name"), "{m}");
+        let (l, m) =
+            line_err(&SEED.replace("netns = \"ns2\"\naddress", "netns = \"ns1\"\naddress"));
+        assert_eq!(l, 24);
+        assert!(m.contains("ARP flux"), "{m}");
         let (_, m) = line_err(&SEED.replace("198.18.0.12/24", "198.18.0.12/8"));
         assert!(m.contains("outside"), "{m}");
         let (l, _) = line_err(&format!("{SEED}bogus = 1\n"));
