@@ -245,6 +245,53 @@ fn seed_matrix_cell_by_cell() {
         "{}",
         text(&out.stdout)
     );
+    let (_, out) = lab.run(&["lab", "check", f]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("not up"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// Both gateways in one namespace: probes from there are bound to their link (ping_via), and
+/// each gateway still reaches only its own segment.
+#[test]
+fn shared_namespace_probes_are_bound() {
+    if !require_root("shared_namespace_probes_are_bound") {
+        return;
+    }
+    let lab = Lab::new("shared");
+    let text_in = std::fs::read_to_string(examples().join("vepa.toml")).unwrap();
+    let shared = text_in
+        .replace("name = \"vepa\"", "name = \"vepa-shared\"")
+        .replace(
+            "netns = \"lan2\", name = \"gw1\"",
+            "netns = \"lan\", name = \"gw1\"",
+        );
+    assert!(shared.contains("vepa-shared") && !shared.contains("\"lan2\", name"));
+    let file = lab.dir.join("vepa-shared.toml");
+    std::fs::write(&file, shared).unwrap();
+    let (pid, out) = lab.run(&["-j", "lab", "run", file.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let r: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let cell = |from: &str, to: &str| {
+        let cells = r["cells"].as_array().unwrap();
+        let c = cells
+            .iter()
+            .find(|c| c["from"] == from && c["to"] == to)
+            .unwrap();
+        (
+            c["expected"].as_bool().unwrap(),
+            c["actual"].as_bool().unwrap(),
+        )
+    };
+    assert_eq!(cell("gw1", "vb1"), (true, true));
+    assert_eq!(cell("br0", "va2"), (true, true));
+    assert_eq!(cell("gw1", "va1"), (false, false));
+    assert_eq!(cell("gw1", "br0"), (true, true), "same namespace: local");
+    assert!(leftovers(pid).is_empty());
 }
 
 /// A runtime conflict (two children with one MAC: the kernel says EADDRINUSE) fails `up` half
