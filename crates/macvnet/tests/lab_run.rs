@@ -353,17 +353,34 @@ fn killed_up_then_down_leaves_nothing() {
         .unwrap();
     let pid = child.id();
     lab.pids.borrow_mut().push(pid);
-    // Wait until the state file exists (up has started creating), then kill it.
+    // Wait until the state lists two namespaces (each is recorded just before it is created),
+    // then kill: up is mid-way (five more namespaces, the uplinks and children to go).
+    let state_file = lab.dir.join("vepa.json");
+    let recorded = || -> usize {
+        std::fs::read_to_string(&state_file)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["namespaces"].as_array().map(Vec::len))
+            .unwrap_or(0)
+    };
     let t = Instant::now();
-    while !lab.dir.join("vepa.json").exists() && t.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(2));
+    while recorded() < 2 && t.elapsed() < Duration::from_secs(5) {
+        std::thread::yield_now();
     }
-    std::thread::sleep(Duration::from_millis(15));
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()),
         nix::sys::signal::Signal::SIGKILL,
     );
     let _ = child.wait();
+    let state = std::fs::read_to_string(&state_file).unwrap();
+    assert!(
+        state.contains("\"complete\": false"),
+        "killed after up finished: {state}"
+    );
+    assert!(
+        !leftovers(pid).is_empty(),
+        "nothing created before the kill"
+    );
     let (_, out) = lab.run(&["lab", "down", f]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(leftovers(pid).is_empty(), "{:?}", leftovers(pid));
