@@ -109,13 +109,19 @@ pub fn run(args: Args, global: &Global) -> CmdResult {
         LabCmd::Validate { file } => {
             let t = topo::load(&file)?;
             let eps = crate::lab::expect::endpoints(&t);
-            let mut cells = Vec::new();
-            for a in &eps {
-                for b in &eps {
+            let cells: Vec<ExpectedCell> = eps
+                .iter()
+                .flat_map(|a| eps.iter().map(move |b| (a, b)))
+                .map(|(a, b)| {
                     let e = crate::lab::expect::expect(&t, a, b);
-                    cells.push(serde_json::json!({"from": a.label, "to": b.label, "expected": e.reach, "why": e.why}));
-                }
-            }
+                    ExpectedCell {
+                        from: a.label.clone(),
+                        to: b.label.clone(),
+                        expected: e.reach,
+                        why: e.why,
+                    }
+                })
+                .collect();
             if global.json {
                 crate::output::print_json(
                     &serde_json::json!({"lab": t.name, "valid": true, "cells": cells}),
@@ -129,22 +135,22 @@ pub fn run(args: Args, global: &Global) -> CmdResult {
                     t.children.len()
                 );
                 for c in &cells {
-                    outln!(
-                        "  {} → {}: {} ({})",
-                        c["from"].as_str().unwrap_or(""),
-                        c["to"].as_str().unwrap_or(""),
-                        if c["expected"] == true {
-                            "reply"
-                        } else {
-                            "no reply"
-                        },
-                        c["why"].as_str().unwrap_or("")
-                    );
+                    let what = if c.expected { "reply" } else { "no reply" };
+                    outln!("  {} → {}: {what} ({})", c.from, c.to, c.why);
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// One cell of `lab validate`: what `check` will expect.
+#[derive(Debug, serde::Serialize)]
+struct ExpectedCell {
+    from: String,
+    to: String,
+    expected: bool,
+    why: String,
 }
 
 /// The lab name from a file, even one that no longer validates (so `down` always works).
@@ -156,11 +162,18 @@ fn lab_name(file: &Path) -> anyhow::Result<String> {
                 .with_context(|| format!("reading {}", file.display()))?;
             let table: toml::Table =
                 toml::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
-            table
+            let name = table
                 .get("name")
                 .and_then(|v| v.as_str())
-                .map(String::from)
-                .with_context(|| format!("{}: no lab name", file.display()))
+                .with_context(|| format!("{}: no lab name", file.display()))?;
+            // The name becomes a file name under the state dir: same rule as validation.
+            let ok = !name.is_empty()
+                && name.len() <= 32
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            anyhow::ensure!(ok, "{}: bad lab name {name:?}", file.display());
+            Ok(name.to_string())
         }
         Err(e) => Err(e.into()),
     }

@@ -356,6 +356,11 @@ pub fn down(lab: &str) -> Result<DownReport, LabError> {
     let live = live_namespaces(&st);
     let mut first_err = None;
     for n in st.namespaces.iter().rev() {
+        // Never delete anything a lab could not have created, whatever the state file says.
+        if !n.physical.starts_with(NS_PREFIX) {
+            tracing::warn!(netns = %n.physical, "state lists a namespace that is not a lab's; leaving it");
+            continue;
+        }
         if let Err(source) = nl::netns::del(&n.physical, true) {
             tracing::warn!(netns = %n.physical, error = %source, "deleting lab namespace");
             first_err.get_or_insert(LabError::Netlink {
