@@ -158,8 +158,14 @@ impl Config {
             let net: IpNet = cidr
                 .parse()
                 .map_err(|e| ConfigError::Invalid(format!("range {cidr:?}: {e}")))?;
-            let r = Range::new(net, raw.range_start, raw.range_end, &raw.exclude, raw.gateway)
-                .map_err(ConfigError::Invalid)?;
+            let r = Range::new(
+                net,
+                raw.range_start,
+                raw.range_end,
+                &raw.exclude,
+                raw.gateway,
+            )
+            .map_err(ConfigError::Invalid)?;
             ranges.push(r);
         }
         if ranges.is_empty() {
@@ -274,8 +280,12 @@ mod tests {
 
     #[test]
     fn rejects_bad_configs() {
-        assert!(Config::parse(br#"{"name":"n","ipam":{"etcd":{"endpoints":["http://x:1"]}}}"#).is_err());
-        assert!(Config::parse(br#"{"name":"n","ipam":{"range":"198.18.0.0/24","node":"a"}}"#).is_err());
+        assert!(
+            Config::parse(br#"{"name":"n","ipam":{"etcd":{"endpoints":["http://x:1"]}}}"#).is_err()
+        );
+        assert!(
+            Config::parse(br#"{"name":"n","ipam":{"range":"198.18.0.0/24","node":"a"}}"#).is_err()
+        );
         assert!(Config::parse(
             br#"{"name":"n","ipam":{"range":"198.18.0.0/24","node":"a/b","etcd":{"endpoints":["http://x:1"]}}}"#
         )

@@ -164,14 +164,20 @@ impl Compare {
 /// One operation inside a transaction.
 #[derive(Debug, Clone)]
 pub enum Op {
-    Put { key: String, value: Vec<u8> },
+    Put {
+        key: String,
+        value: Vec<u8>,
+    },
     /// A single key, or `[key, end)`.
     Get {
         key: String,
         end: Option<String>,
         keys_only: bool,
     },
-    Delete { key: String, end: Option<String> },
+    Delete {
+        key: String,
+        end: Option<String>,
+    },
 }
 
 impl Op {
@@ -311,7 +317,9 @@ fn read_file(path: &str) -> Result<Vec<u8>, EtcdError> {
 }
 
 fn tls_config(files: &TlsFiles) -> Result<Option<ureq::tls::TlsConfig>, EtcdError> {
-    use ureq::tls::{parse_pem, Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig};
+    use ureq::tls::{
+        parse_pem, Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig,
+    };
     if files.ca.is_none() && files.cert.is_none() && files.key.is_none() {
         return Ok(None);
     }
@@ -424,12 +432,18 @@ impl Client {
         let status = resp.status().as_u16();
         let text = match resp.body_mut().read_to_string() {
             Ok(t) => t,
-            Err(e) => return Err(AttemptError::Retry(format!("{endpoint}: reading reply: {e}"))),
+            Err(e) => {
+                return Err(AttemptError::Retry(format!(
+                    "{endpoint}: reading reply: {e}"
+                )))
+            }
         };
         let value: Value = match serde_json::from_str(&text) {
             Ok(v) => v,
             Err(e) if status >= 500 => {
-                return Err(AttemptError::Retry(format!("{endpoint}: HTTP {status}: {e}")))
+                return Err(AttemptError::Retry(format!(
+                    "{endpoint}: HTTP {status}: {e}"
+                )))
             }
             Err(e) => {
                 return Err(AttemptError::Fatal(EtcdError::BadReply {
@@ -450,7 +464,9 @@ impl Client {
             .unwrap_or("")
             .to_string();
         if RETRYABLE_GRPC.contains(&code) || status >= 500 && code == 2 {
-            Err(AttemptError::Retry(format!("{endpoint}: {msg} (grpc code {code})")))
+            Err(AttemptError::Retry(format!(
+                "{endpoint}: {msg} (grpc code {code})"
+            )))
         } else {
             Err(AttemptError::Fatal(EtcdError::Rejected {
                 endpoint: endpoint.to_string(),
@@ -540,11 +556,13 @@ impl Client {
             .unwrap_or(&[])
         {
             if let Some(rr) = r.get("response_range") {
-                ranges.push(decode_kvs(rr.get("kvs")).map_err(|msg| EtcdError::BadReply {
-                    endpoint: String::new(),
-                    path: path.to_string(),
-                    msg,
-                })?);
+                ranges.push(
+                    decode_kvs(rr.get("kvs")).map_err(|msg| EtcdError::BadReply {
+                        endpoint: String::new(),
+                        path: path.to_string(),
+                        msg,
+                    })?,
+                );
             }
         }
         Ok(TxnReply {

@@ -66,7 +66,8 @@ impl Hint {
     }
 
     pub fn remove(&mut self, range: &str, index: u64) {
-        self.blocks.retain(|b| !(b.range == range && b.index == index));
+        self.blocks
+            .retain(|b| !(b.range == range && b.index == index));
     }
 }
 

@@ -104,7 +104,9 @@ impl Range {
             return None;
         }
         let v = to_u128(ip);
-        (self.first..=self.last).contains(&v).then(|| v - self.first)
+        (self.first..=self.last)
+            .contains(&v)
+            .then(|| v - self.first)
     }
 
     /// Never handed out: excluded, or the gateway.
@@ -137,7 +139,11 @@ impl Range {
                 let mut v = a;
                 while v <= b {
                     let ip = self.addr(v - self.first);
-                    let earlier = self.exclude.iter().take_while(|y| *y != x).any(|y| y.contains(&ip));
+                    let earlier = self
+                        .exclude
+                        .iter()
+                        .take_while(|y| *y != x)
+                        .any(|y| y.contains(&ip));
                     if !earlier {
                         seen += 1;
                     }
@@ -325,7 +331,10 @@ mod tests {
             "198.18.0.0/24".parse().unwrap(),
             None,
             None,
-            &["198.18.0.0/28".parse().unwrap(), "198.18.0.8/29".parse().unwrap()],
+            &[
+                "198.18.0.0/28".parse().unwrap(),
+                "198.18.0.8/29".parse().unwrap(),
+            ],
             Some("198.18.0.254".parse().unwrap()),
         )
         .unwrap();

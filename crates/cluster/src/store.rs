@@ -245,7 +245,10 @@ impl Ipam {
                 .iter()
                 .map(|r| Op::get_prefix(&self.keys.ips_prefix(r), true)),
         );
-        let reads = self.client.read(&ops, deadline).map_err(etcd("reading the pool"))?;
+        let reads = self
+            .client
+            .read(&ops, deadline)
+            .map_err(etcd("reading the pool"))?;
         if let Some(kv) = reads.first().and_then(|r| r.first()) {
             return Ok(decode::<Attachment>(kv)?.ips);
         }
@@ -324,7 +327,9 @@ impl Ipam {
         let mut ip_keys = Vec::new();
         let mut block_keys = Vec::new();
         for c in cands {
-            let Some(r) = self.range(c.range) else { continue };
+            let Some(r) = self.range(c.range) else {
+                continue;
+            };
             ips.push(r.with_prefix(c.ip));
             ip_keys.push(self.keys.ip(r, c.ip));
             block_keys.push(c.block.map(|(idx, rev)| (self.keys.block(r, idx), rev)));
@@ -420,7 +425,8 @@ impl Ipam {
                 if !*b {
                     continue;
                 }
-                let (Some(r), Some(snap)) = (self.range(i), snapshot.as_ref().and_then(|s| s.get(i)))
+                let (Some(r), Some(snap)) =
+                    (self.range(i), snapshot.as_ref().and_then(|s| s.get(i)))
                 else {
                     continue;
                 };
@@ -450,7 +456,8 @@ impl Ipam {
                     // Taken addresses stay marked: they are used. Lost blocks leave the hint.
                     if let Some(snap) = snapshot.as_mut() {
                         for c in taken.iter().filter_map(|i| cands.get(*i)) {
-                            if let (Some(r), Some(s)) = (self.range(c.range), snap.get_mut(c.range)) {
+                            if let (Some(r), Some(s)) = (self.range(c.range), snap.get_mut(c.range))
+                            {
                                 if let Some(off) = r.offset(c.ip) {
                                     s.used.insert(off);
                                 }
@@ -501,10 +508,7 @@ impl Ipam {
             .client
             .read(&[Op::get(&self.keys.attachment(cid, ifname))], deadline)
             .map_err(etcd("reading the attachment"))?;
-        kvs.first()
-            .and_then(|r| r.first())
-            .map(decode)
-            .transpose()
+        kvs.first().and_then(|r| r.first()).map(decode).transpose()
     }
 
     /// One candidate per (non-borrowing) range from held blocks, marked used in the hint;
@@ -659,7 +663,9 @@ impl Ipam {
             self.check_deadline(deadline)?;
             // Prefer blocks with nothing borrowed in them; random to spread the nodes.
             let free: Vec<u64> = if total <= 1 << 16 {
-                (0..total).filter(|i| !snap.blocks.contains_key(i)).collect()
+                (0..total)
+                    .filter(|i| !snap.blocks.contains_key(i))
+                    .collect()
             } else {
                 (0..64)
                     .map(|_| rng.gen_range(0..total))
@@ -693,7 +699,10 @@ impl Ipam {
                 .client
                 .txn(
                     &[Compare::absent(&key)],
-                    &[Op::put(&key, encode(&rec)), Op::get_span(&start, &end, true)],
+                    &[
+                        Op::put(&key, encode(&rec)),
+                        Op::get_span(&start, &end, true),
+                    ],
                     &[Op::get(&key)],
                     deadline,
                 )
@@ -726,7 +735,9 @@ impl Ipam {
                 .and_then(|v| v.first())
                 .map(|kv| {
                     (
-                        decode::<BlockRecord>(kv).map(|b| b.node).unwrap_or_default(),
+                        decode::<BlockRecord>(kv)
+                            .map(|b| b.node)
+                            .unwrap_or_default(),
                         kv.create_revision,
                     )
                 })
@@ -770,7 +781,12 @@ impl Ipam {
         }
         let reply = self
             .client
-            .txn(&[Compare::mod_eq(&key, kv.mod_revision)], &ops, &[], deadline)
+            .txn(
+                &[Compare::mod_eq(&key, kv.mod_revision)],
+                &ops,
+                &[],
+                deadline,
+            )
             .map_err(etcd("releasing"))?;
         if !reply.succeeded {
             return Ok(false);
@@ -829,7 +845,10 @@ impl Ipam {
         let reply = self
             .client
             .txn(
-                &[Compare::create_eq(&key, rev), Compare::span_empty(&start, &end)],
+                &[
+                    Compare::create_eq(&key, rev),
+                    Compare::span_empty(&start, &end),
+                ],
                 &[Op::delete(&key)],
                 &[Op::get(&key)],
                 deadline,
@@ -959,7 +978,9 @@ impl Ipam {
         // Records without their attachment (never written by us, but a hand edit or an
         // older version could leave them). Compared on the attachment's absence.
         for kv in &ips {
-            let Ok(rec) = decode::<Record>(kv) else { continue };
+            let Ok(rec) = decode::<Record>(kv) else {
+                continue;
+            };
             if rec.node != node {
                 continue;
             }
@@ -968,7 +989,10 @@ impl Ipam {
             let reply = self
                 .client
                 .txn(
-                    &[Compare::mod_eq(&key, kv.mod_revision), Compare::absent(&att_key)],
+                    &[
+                        Compare::mod_eq(&key, kv.mod_revision),
+                        Compare::absent(&att_key),
+                    ],
                     &[Op::delete(&key)],
                     &[],
                     deadline,
@@ -979,7 +1003,9 @@ impl Ipam {
             }
         }
         for kv in &blocks {
-            let Ok(b) = decode::<BlockRecord>(kv) else { continue };
+            let Ok(b) = decode::<BlockRecord>(kv) else {
+                continue;
+            };
             if b.node != node {
                 continue;
             }
@@ -1041,7 +1067,10 @@ impl Ipam {
         for r in &self.cfg.pool.ranges {
             let prefix = self.keys.ips_prefix(r);
             let mut used = 0u64;
-            for kv in ips.iter().filter(|kv| kv.key.starts_with(prefix.as_bytes())) {
+            for kv in ips
+                .iter()
+                .filter(|kv| kv.key.starts_with(prefix.as_bytes()))
+            {
                 used += 1;
                 let node = decode::<Record>(kv).map(|x| x.node).unwrap_or_default();
                 let n = nodes.entry(node.clone()).or_default();
@@ -1050,9 +1079,14 @@ impl Ipam {
             }
             let bprefix = self.keys.blocks_prefix(r);
             let mut claimed = 0u64;
-            for kv in blocks.iter().filter(|kv| kv.key.starts_with(bprefix.as_bytes())) {
+            for kv in blocks
+                .iter()
+                .filter(|kv| kv.key.starts_with(bprefix.as_bytes()))
+            {
                 claimed += 1;
-                let node = decode::<BlockRecord>(kv).map(|x| x.node).unwrap_or_default();
+                let node = decode::<BlockRecord>(kv)
+                    .map(|x| x.node)
+                    .unwrap_or_default();
                 let n = nodes.entry(node.clone()).or_default();
                 n.node = node;
                 n.blocks += 1;

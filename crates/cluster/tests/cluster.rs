@@ -28,7 +28,11 @@ fn plugin_child() {
     }
     let code = macvnet_cni::skel::run(&ClusterPlugin, "cluster (test child)");
     let _ = std::io::stdout().flush();
-    std::process::exit(if code == std::process::ExitCode::SUCCESS { 0 } else { 1 });
+    std::process::exit(if code == std::process::ExitCode::SUCCESS {
+        0
+    } else {
+        1
+    });
 }
 
 fn child(cmd: &str, cid: &str, ifname: &str, stdin: &Value) -> std::process::Child {
@@ -70,7 +74,14 @@ fn call(cmd: &str, cid: &str, ifname: &str, stdin: &Value) -> (i32, Value) {
         .with("CNI_PATH", "/nonexistent");
     let mut out = Vec::new();
     let mut err = Vec::new();
-    let code = run_with(&ClusterPlugin, "t", &env, stdin.to_string().as_bytes(), &mut out, &mut err);
+    let code = run_with(
+        &ClusterPlugin,
+        "t",
+        &env,
+        stdin.to_string().as_bytes(),
+        &mut out,
+        &mut err,
+    );
     let v = serde_json::from_slice(&out).unwrap_or(Value::Null);
     (code, v)
 }
@@ -97,7 +108,15 @@ fn lifecycle(blocks: Value) {
     let Some(etcd) = Etcd::start(1) else { return };
     let dir = TempDir::new("data");
     let eps = etcd.endpoints();
-    let mut a = conf("n1", "198.18.0.0/28", &eps, "host-a", &dir.0, blocks.clone(), 5000);
+    let mut a = conf(
+        "n1",
+        "198.18.0.0/28",
+        &eps,
+        "host-a",
+        &dir.0,
+        blocks.clone(),
+        5000,
+    );
     a["ipam"]["exclude"] = json!(["198.18.0.8/31"]);
     a["ipam"]["gateway"] = json!("198.18.0.1");
     a["ipam"]["routes"] = json!([{"dst": "0.0.0.0/0"}]);
@@ -127,13 +146,26 @@ fn lifecycle(blocks: Value) {
         let ip = addr_of(&r);
         assert!(seen.insert(ip), "duplicate {ip}");
         let s = ip.to_string();
-        assert!(!["198.18.0.1", "198.18.0.8", "198.18.0.9", "198.18.0.0", "198.18.0.15"].contains(&s.as_str()), "{s}");
+        assert!(
+            ![
+                "198.18.0.1",
+                "198.18.0.8",
+                "198.18.0.9",
+                "198.18.0.0",
+                "198.18.0.15"
+            ]
+            .contains(&s.as_str()),
+            "{s}"
+        );
     }
     let (code, full) = call("ADD", "over", "eth0", &a);
     assert_eq!(code, 1);
     assert_eq!(full["code"], 999, "{full}");
     // A retried ADD of an existing attachment still answers while the pool is full.
-    assert_eq!(addr_of(&call("ADD", "f0", "eth0", &b).1), addr_of(&call("ADD", "f0", "eth0", &b).1));
+    assert_eq!(
+        addr_of(&call("ADD", "f0", "eth0", &b).1),
+        addr_of(&call("ADD", "f0", "eth0", &b).1)
+    );
 
     let usage = ipam(&a).usage().unwrap();
     assert_eq!(usage.ranges[0].usable, 11);
@@ -152,9 +184,15 @@ fn lifecycle(blocks: Value) {
     let recs = ipam(&a).records().unwrap();
     let mut by_node: HashMap<String, Vec<String>> = HashMap::new();
     for (_, r) in &recs {
-        by_node.entry(r.node.clone()).or_default().push(format!("{}/{}", r.container_id, r.ifname));
+        by_node
+            .entry(r.node.clone())
+            .or_default()
+            .push(format!("{}/{}", r.container_id, r.ifname));
     }
-    assert_eq!(by_node.get("host-a").cloned().unwrap_or_default(), vec!["c1/eth0".to_string()]);
+    assert_eq!(
+        by_node.get("host-a").cloned().unwrap_or_default(),
+        vec!["c1/eth0".to_string()]
+    );
     assert_eq!(by_node.get("host-b").map(Vec::len), Some(5), "{by_node:?}");
     assert_eq!(call("CHECK", "c1", "eth0", &a).0, 0);
 
@@ -187,7 +225,15 @@ fn lifecycle_without_blocks() {
 fn ipv6_and_two_ranges() {
     let Some(etcd) = Etcd::start(1) else { return };
     let dir = TempDir::new("data");
-    let mut c = conf("n6", "198.18.1.0/24", &etcd.endpoints(), "h", &dir.0, json!({"size": 8}), 5000);
+    let mut c = conf(
+        "n6",
+        "198.18.1.0/24",
+        &etcd.endpoints(),
+        "h",
+        &dir.0,
+        json!({"size": 8}),
+        5000,
+    );
     c["ipam"]["ipRanges"] = json!([{"range": "2001:db8:1::/64", "rangeStart": "2001:db8:1::100"}]);
     let (code, r) = call("ADD", "c", "eth0", &c);
     assert_eq!(code, 0, "{r}");
@@ -202,10 +248,20 @@ fn ipv6_and_two_ranges() {
 /// etcd fully down: code 11 within the timeout, nothing written.
 #[test]
 fn etcd_down_is_try_again_later() {
-    let Some(mut etcd) = Etcd::start(1) else { return };
+    let Some(mut etcd) = Etcd::start(1) else {
+        return;
+    };
     let dir = TempDir::new("data");
     let eps = etcd.endpoints();
-    let c = conf("down", "198.18.2.0/24", &eps, "h", &dir.0, json!({"size": 16}), 1500);
+    let c = conf(
+        "down",
+        "198.18.2.0/24",
+        &eps,
+        "h",
+        &dir.0,
+        json!({"size": 16}),
+        1500,
+    );
     etcd.kill(0);
     for cmd in ["ADD", "DEL", "CHECK"] {
         let t0 = Instant::now();
@@ -215,8 +271,14 @@ fn etcd_down_is_try_again_later() {
         assert_eq!(out.status.code(), Some(1), "{cmd}");
         let v = child_json(&out.stdout).unwrap();
         assert_eq!(v["code"], 11, "{cmd}: {v}");
-        assert!(took < Duration::from_millis(1500 + 1500), "{cmd} took {took:?}");
-        assert!(took >= Duration::from_millis(1000), "{cmd} gave up early: {took:?}");
+        assert!(
+            took < Duration::from_millis(1500 + 1500),
+            "{cmd} took {took:?}"
+        );
+        assert!(
+            took >= Duration::from_millis(1000),
+            "{cmd} gave up early: {took:?}"
+        );
     }
     // A black hole (nothing accepts) for an endpoint: the dial limit holds as well.
     let mut c2 = c.clone();
@@ -230,11 +292,23 @@ fn etcd_down_is_try_again_later() {
 /// 3 hosts × 16 workers, one etcd member (the leader) killed mid-run, plugin processes
 /// SIGKILLed at random: no address twice; after DEL + GC nothing is left.
 fn stress(total: usize, procs_per_node: usize) {
-    let Some(mut etcd) = Etcd::start(3) else { return };
+    let Some(mut etcd) = Etcd::start(3) else {
+        return;
+    };
     let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new("node")).collect();
     let eps = etcd.endpoints();
     let confs: Vec<Value> = (0..3)
-        .map(|n| conf("stress", "198.18.8.0/21", &eps, &format!("h{n}"), &dirs[n].0, json!({"size": 16}), 20000))
+        .map(|n| {
+            conf(
+                "stress",
+                "198.18.8.0/21",
+                &eps,
+                &format!("h{n}"),
+                &dirs[n].0,
+                json!({"size": 16}),
+                20000,
+            )
+        })
         .collect();
     let results: Arc<Mutex<Vec<(String, IpAddr)>>> = Arc::default();
     let attempted: Arc<Mutex<Vec<(usize, String)>>> = Arc::default();
@@ -248,8 +322,13 @@ fn stress(total: usize, procs_per_node: usize) {
         for n in 0..3 {
             for w in 0..16 {
                 let conf = confs[n].clone();
-                let (results, attempted, errors, killed, done) =
-                    (results.clone(), attempted.clone(), errors.clone(), killed.clone(), done.clone());
+                let (results, attempted, errors, killed, done) = (
+                    results.clone(),
+                    attempted.clone(),
+                    errors.clone(),
+                    killed.clone(),
+                    done.clone(),
+                );
                 s.spawn(move || {
                     let ipam = ipam(&conf);
                     // Worker 0 of each node runs real plugin processes, half of them SIGKILLed.
@@ -262,7 +341,9 @@ fn stress(total: usize, procs_per_node: usize) {
                         if k < procs {
                             let mut ch = child("ADD", &cid, "eth0", &conf);
                             if rand::thread_rng().gen_bool(0.5) {
-                                std::thread::sleep(Duration::from_millis(rand::thread_rng().gen_range(0..40)));
+                                std::thread::sleep(Duration::from_millis(
+                                    rand::thread_rng().gen_range(0..40),
+                                ));
                                 let _ = ch.kill();
                                 let _ = ch.wait();
                                 killed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -270,7 +351,9 @@ fn stress(total: usize, procs_per_node: usize) {
                             }
                             let out = ch.wait_with_output().unwrap();
                             match child_json(&out.stdout) {
-                                Some(v) if out.status.success() => results.lock().unwrap().push((cid, addr_of(&v))),
+                                Some(v) if out.status.success() => {
+                                    results.lock().unwrap().push((cid, addr_of(&v)))
+                                }
                                 other => errors.lock().unwrap().push(format!("{cid}: {other:?}")),
                             }
                             continue;
@@ -286,16 +369,26 @@ fn stress(total: usize, procs_per_node: usize) {
         }
         // Kill the leader once a third of the work is done.
         let deadline = Instant::now() + Duration::from_secs(120);
-        while done.load(std::sync::atomic::Ordering::SeqCst) < total / 3 && Instant::now() < deadline {
+        while done.load(std::sync::atomic::Ordering::SeqCst) < total / 3
+            && Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(5));
         }
         let leader = etcd.leader().unwrap_or(0);
-        eprintln!("killing etcd member {leader} (leader) after {:?}", t0.elapsed());
+        eprintln!(
+            "killing etcd member {leader} (leader) after {:?}",
+            t0.elapsed()
+        );
         etcd.kill(leader);
     });
     let took = t0.elapsed();
     let errors = errors.lock().unwrap().clone();
-    assert!(errors.is_empty(), "{} ADDs failed: {:?}", errors.len(), &errors[..errors.len().min(5)]);
+    assert!(
+        errors.is_empty(),
+        "{} ADDs failed: {:?}",
+        errors.len(),
+        &errors[..errors.len().min(5)]
+    );
     let results = results.lock().unwrap().clone();
     let mut seen: HashMap<IpAddr, String> = HashMap::new();
     for (cid, ip) in &results {
@@ -340,7 +433,13 @@ fn stress(total: usize, procs_per_node: usize) {
     assert_eq!(usage.ranges[0].used, 0, "{usage:?}");
     assert_eq!(usage.ranges[0].blocks_claimed, 0, "{usage:?}");
     assert!(check.records().unwrap().is_empty());
-    let atts = check.client().get_prefix(&check.keys().attachments(), Instant::now() + Duration::from_secs(5)).unwrap();
+    let atts = check
+        .client()
+        .get_prefix(
+            &check.keys().attachments(),
+            Instant::now() + Duration::from_secs(5),
+        )
+        .unwrap();
     assert!(atts.is_empty(), "{} attachments leaked", atts.len());
 }
 

@@ -133,11 +133,12 @@ impl Etcd {
         let mut ids = Vec::new();
         let mut leader = None;
         for m in &self.members {
-            let v: Option<serde_json::Value> = ureq::post(&format!("{}/v3/maintenance/status", m.client))
-                .send("{}")
-                .ok()
-                .and_then(|mut r| r.body_mut().read_to_string().ok())
-                .and_then(|s| serde_json::from_str(&s).ok());
+            let v: Option<serde_json::Value> =
+                ureq::post(&format!("{}/v3/maintenance/status", m.client))
+                    .send("{}")
+                    .ok()
+                    .and_then(|mut r| r.body_mut().read_to_string().ok())
+                    .and_then(|s| serde_json::from_str(&s).ok());
             let id = v
                 .as_ref()
                 .and_then(|v| v.pointer("/header/member_id"))
@@ -153,7 +154,8 @@ impl Etcd {
             ids.push(id);
         }
         let leader = leader?;
-        ids.iter().position(|id| id.as_deref() == Some(leader.as_str()))
+        ids.iter()
+            .position(|id| id.as_deref() == Some(leader.as_str()))
     }
 
     /// SIGKILL member `i` (by pid) and reap it.

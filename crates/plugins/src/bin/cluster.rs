@@ -3,6 +3,10 @@
 fn main() -> std::process::ExitCode {
     macvnet_cni::skel::run(
         &macvnet_cluster::ClusterPlugin,
-        concat!("CNI cluster IPAM plugin (macvnet ", env!("CARGO_PKG_VERSION"), ")"),
+        concat!(
+            "CNI cluster IPAM plugin (macvnet ",
+            env!("CARGO_PKG_VERSION"),
+            ")"
+        ),
     )
 }
