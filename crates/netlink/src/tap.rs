@@ -621,6 +621,13 @@ impl TapQueue {
                 Err(e) => return Err(Error::io("waiting for a frame on the tap queue", e.into())),
             }
             match nix::unistd::read(&self.fd, buf) {
+                // A tap read never returns an empty frame; 0 means the queue is gone.
+                Ok(0) => {
+                    return Err(Error::io(
+                        "reading a frame from the tap queue",
+                        std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
+                    ))
+                }
                 Ok(n) => return Ok(Some(n)),
                 Err(Errno::EINTR | Errno::EAGAIN) => continue,
                 Err(e) => return Err(Error::io("reading a frame from the tap queue", e.into())),
