@@ -363,3 +363,51 @@ fn tap_errors_are_one_line() {
     ]);
     assert!(e.contains("0"), "{e}");
 }
+
+#[test]
+fn the_command_reads_frames_from_the_inherited_fd() {
+    if !can_run("the_command_reads_frames_from_the_inherited_fd") {
+        return;
+    }
+    if Command::new("dd").arg("--version").output().is_err() {
+        eprintln!("SKIP the_command_reads_frames_from_the_inherited_fd: needs dd and od");
+        return;
+    }
+    let s = setup("tread", "198.18.16.2/24");
+    // One read(2) on fd 3 returns one whole frame; od prints its bytes.
+    let mut child = Command::new(BIN)
+        .args(["-n", &s.host.name, "tap", "open", "mtap0", "--"])
+        .args([
+            "sh",
+            "-c",
+            "timeout 10 dd bs=65536 count=1 <&{fd} 2>/dev/null | od -An -v -tx1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let dst: IpAddr = "198.18.16.10".parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        let _ = nl::icmp::ping(&s.peer.ns, dst, 1, Duration::from_millis(300));
+    }
+    if child.try_wait().unwrap().is_none() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes: Vec<u8> = String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .map(|h| u8::from_str_radix(h, 16).unwrap())
+        .collect();
+    let f = nl::tap::describe_frame(&bytes);
+    let arp = f.arp.unwrap_or_else(|| panic!("not ARP: {bytes:02x?}"));
+    assert_eq!(arp.op, 1);
+    assert_eq!(arp.target_ip.to_string(), "198.18.16.10");
+    assert_eq!(arp.sender_ip.to_string(), "198.18.16.2");
+}
