@@ -1,0 +1,724 @@
+//! The lease daemon: answers the plugin on a unix socket, keeps one maintenance thread
+//! per lease (renew at T1, rebind at T2, re-acquire at expiry), and persists every lease
+//! so that a restarted daemon — even after SIGKILL — resumes renewing all live ones.
+
+use std::collections::{BTreeSet, HashMap};
+use std::os::fd::FromRawFd;
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use macvnet_cni::{CniError, NetConf as CniNetConf};
+use macvnet_netlink::{netns, NetnsRef};
+
+use crate::client::{self, Extend, Iface, Identity, Timing};
+use crate::config::{client_id, prepare_options, NetConf};
+use crate::lease::{unix_now, Lease};
+use crate::proto::{self, Call, CmdArgs, Reply};
+use crate::store::Store;
+use crate::DhcpError;
+
+/// Most connections served at once; more are refused (each may wait an acquisition).
+const MAX_CONNECTIONS: usize = 512;
+/// Maintenance threads look at their namespace at least this often.
+const LIVENESS_PERIOD: Duration = Duration::from_secs(30);
+/// The version CNI results travel in between daemon and plugin.
+const WIRE_VERSION: &str = "1.1.0";
+
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// `-socketpath` (default /run/cni/dhcp.sock), without the host prefix.
+    pub socket_path: PathBuf,
+    /// `-pidfile`: must be absolute.
+    pub pidfile: Option<PathBuf>,
+    /// `-hostprefix`: prepended to the socket path and to every netns path.
+    pub host_prefix: String,
+    /// `-statedir`: where leases are persisted.
+    pub state_dir: PathBuf,
+    pub timing: Timing,
+    /// Put the lease time on the leased address when it is on the link (`-lifetimes`).
+    pub address_lifetimes: bool,
+}
+
+#[derive(Debug, Default)]
+struct Ctl {
+    stop: bool,
+    wake: bool,
+    renew_requested: u64,
+    renew_done: u64,
+    last_renew: Option<Result<(), String>>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    lease: Mutex<Lease>,
+    ctl: Mutex<Ctl>,
+    cv: Condvar,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+#[derive(Debug)]
+pub struct Daemon {
+    cfg: DaemonConfig,
+    store: Store,
+    leases: Mutex<HashMap<String, Arc<Slot>>>,
+    op_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panicked holder leaves consistent data here (plain fields), so go on.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Why a lease can no longer be maintained.
+enum Liveness {
+    Alive,
+    Gone(String),
+    /// Could not tell (netlink hiccup): try again later.
+    Unknown(String),
+}
+
+impl Daemon {
+    pub fn new(cfg: DaemonConfig) -> Result<Arc<Daemon>, DhcpError> {
+        let store = Store::open(&cfg.state_dir)?;
+        Ok(Arc::new(Daemon {
+            cfg,
+            store,
+            leases: Mutex::new(HashMap::new()),
+            op_locks: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    fn netns_ref(&self, netns: &str) -> NetnsRef {
+        NetnsRef::Path(PathBuf::from(format!("{}{}", self.cfg.host_prefix, netns)))
+    }
+
+    /// Serializes operations on one client ID (ADD racing DEL of the same attachment).
+    fn op_lock(&self, cid: &str) -> Arc<Mutex<()>> {
+        lock(&self.op_locks)
+            .entry(cid.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn slot(&self, cid: &str) -> Option<Arc<Slot>> {
+        lock(&self.leases).get(cid).cloned()
+    }
+
+    /// Run `f` on a thread inside the lease's namespace, with its interface looked up.
+    fn in_lease_ns<T: Send>(
+        &self,
+        lease: &Lease,
+        f: impl FnOnce(&Iface) -> Result<T, DhcpError> + Send,
+    ) -> Result<T, DhcpError> {
+        let ns = self.netns_ref(&lease.netns);
+        match ns.id() {
+            Ok(id) if id == lease.netns_id => {}
+            _ => return Err(DhcpError::NetnsGone(lease.netns.clone())),
+        }
+        let ifname = lease.ifname.clone();
+        let netns_label = lease.netns.clone();
+        netns::run_in(&ns, move || {
+            let iface = client::iface(&ifname).map_err(|e| match e {
+                DhcpError::Netlink { ref source, .. } if source.is_not_found() => {
+                    DhcpError::LinkGone {
+                        ifname: ifname.clone(),
+                        netns: netns_label.clone(),
+                    }
+                }
+                other => other,
+            })?;
+            f(&iface)
+        })
+        .map_err(|e| {
+            if e.is_not_found() {
+                DhcpError::NetnsGone(lease.netns.clone())
+            } else {
+                DhcpError::netlink(format!("entering {}", lease.netns), e)
+            }
+        })?
+    }
+
+    fn liveness(&self, lease: &Lease) -> Liveness {
+        match self.in_lease_ns(lease, |_| Ok(())) {
+            Ok(()) => Liveness::Alive,
+            Err(e @ (DhcpError::NetnsGone(_) | DhcpError::LinkGone { .. })) => {
+                Liveness::Gone(e.to_string())
+            }
+            Err(e) => Liveness::Unknown(e.to_string()),
+        }
+    }
+
+    /// Load persisted leases: live ones get a maintenance thread, the others are dropped.
+    pub fn restore(self: &Arc<Self>) -> Result<usize, DhcpError> {
+        let (leases, bad) = self.store.load_all()?;
+        for (path, why) in bad {
+            tracing::warn!(path = %path.display(), "dropping unreadable lease file: {why}");
+            let _ = std::fs::remove_file(&path);
+        }
+        let mut resumed = 0;
+        for lease in leases {
+            match self.liveness(&lease) {
+                Liveness::Gone(why) => {
+                    tracing::info!(client_id = %lease.client_id, "dropping lease: {why}");
+                    if let Err(e) = self.store.remove(&lease.client_id) {
+                        tracing::warn!("{e}");
+                    }
+                }
+                Liveness::Alive | Liveness::Unknown(_) => {
+                    tracing::info!(
+                        client_id = %lease.client_id,
+                        address = %lease.grant.address,
+                        expires_in = lease.expires_at.saturating_sub(unix_now()),
+                        "resuming lease"
+                    );
+                    self.start(lease);
+                    resumed += 1;
+                }
+            }
+        }
+        Ok(resumed)
+    }
+
+    fn start(self: &Arc<Self>, lease: Lease) -> Arc<Slot> {
+        let cid = lease.client_id.clone();
+        let slot = Arc::new(Slot {
+            lease: Mutex::new(lease),
+            ctl: Mutex::new(Ctl::default()),
+            cv: Condvar::new(),
+            thread: Mutex::new(None),
+        });
+        let (d, s) = (Arc::clone(self), Arc::clone(&slot));
+        let handle = std::thread::Builder::new()
+            .name("dhcp-lease".into())
+            .spawn(move || d.maintain(&s));
+        match handle {
+            Ok(h) => *lock(&slot.thread) = Some(h),
+            Err(e) => tracing::error!(client_id = %cid, "cannot start lease thread: {e}"),
+        }
+        lock(&self.leases).insert(cid, Arc::clone(&slot));
+        slot
+    }
+
+    /// Stop the maintenance thread of `slot`, which releases the lease, and forget it.
+    fn stop_and_release(&self, cid: &str, slot: &Arc<Slot>) {
+        {
+            let mut c = lock(&slot.ctl);
+            c.stop = true;
+            slot.cv.notify_all();
+        }
+        if let Some(h) = lock(&slot.thread).take() {
+            let _ = h.join();
+        }
+        lock(&self.leases).remove(cid);
+        if let Err(e) = self.store.remove(cid) {
+            tracing::warn!("{e}");
+        }
+    }
+
+    /// Drop a lease whose namespace or link is gone (no DHCPRELEASE possible).
+    fn drop_lease(&self, cid: &str) {
+        lock(&self.leases).remove(cid);
+        if let Err(e) = self.store.remove(cid) {
+            tracing::warn!("{e}");
+        }
+    }
+
+    fn identity<'a>(lease: &'a Lease) -> Identity<'a> {
+        Identity {
+            client_id: &lease.client_id,
+            options: &lease.options,
+        }
+    }
+
+    fn timing_for(&self, lease: &Lease) -> Timing {
+        Timing {
+            broadcast: lease.broadcast,
+            ..self.cfg.timing
+        }
+    }
+
+    /// One extension attempt (renew, rebind or re-acquire) on the lease's interface.
+    fn extend(&self, lease: &Lease, now: u64) -> Result<client::Extended, DhcpError> {
+        let timing = self.timing_for(lease);
+        let addr = lease.address();
+        let server = lease.grant.server_id;
+        let expired = now >= lease.expires_at;
+        let how = if now >= lease.rebind_at { Extend::Rebind } else { Extend::Renew };
+        let lifetimes = self.cfg.address_lifetimes;
+        self.in_lease_ns(lease, move |iface| {
+            let who = Self::identity(lease);
+            let grant = if expired {
+                // Back to INIT, asking for the old address (one acquisition round).
+                let short = Timing {
+                    resend_timeout: timing.timeout,
+                    ..timing
+                };
+                client::acquire(iface, who, &short, Some(addr))?
+            } else if client::has_address(iface.index, addr) {
+                client::extend(iface, who, &timing, how, addr, server)?
+            } else {
+                client::extend(iface, who, &timing, Extend::Reboot, addr, server)?
+            };
+            let on_link = lifetimes
+                && grant.address == lease.grant.address
+                && crate::lifetime::refresh(iface.index, grant.address, grant.lease_secs)
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(ifname = %iface.name, "address lifetime: {e}");
+                        false
+                    });
+            Ok(client::Extended { grant, on_link })
+        })
+    }
+
+    fn maintain(&self, slot: &Arc<Slot>) {
+        let mut retry_at: Option<u64> = None;
+        let cid = lock(&slot.lease).client_id.clone();
+        // Ends on stop, or when the lease is gone/lost; every wait is bounded.
+        loop {
+            let lease = lock(&slot.lease).clone();
+            let now = unix_now();
+            let due = retry_at.unwrap_or(lease.renew_at);
+            let (stop, forced) = {
+                let mut c = lock(&slot.ctl);
+                if !c.stop && !c.wake && c.renew_requested == c.renew_done && now < due {
+                    let wait = Duration::from_secs(due - now).min(LIVENESS_PERIOD);
+                    c = slot
+                        .cv
+                        .wait_timeout(c, wait)
+                        .map(|(g, _)| g)
+                        .unwrap_or_else(|p| p.into_inner().0);
+                }
+                c.wake = false;
+                (c.stop, c.renew_requested > c.renew_done)
+            };
+            if stop {
+                let r = self.in_lease_ns(&lease, |iface| {
+                    client::release(iface, Self::identity(&lease), lease.address(), lease.grant.server_id)
+                });
+                match r {
+                    Ok(()) => tracing::info!(client_id = %cid, address = %lease.grant.address, "released lease"),
+                    Err(e) => tracing::warn!(client_id = %cid, "failed to release DHCP lease: {e}"),
+                }
+                return;
+            }
+            match self.liveness(&lease) {
+                Liveness::Gone(why) => {
+                    tracing::info!(client_id = %cid, "{why}, terminating lease maintenance");
+                    self.drop_lease(&cid);
+                    self.finish_renew(slot, Err(why));
+                    return;
+                }
+                Liveness::Unknown(why) => tracing::debug!(client_id = %cid, "liveness unknown: {why}"),
+                Liveness::Alive => {}
+            }
+            let now = unix_now();
+            if !forced && now < retry_at.unwrap_or(lease.renew_at) {
+                continue;
+            }
+            let result = self.extend(&lease, now);
+            let outcome = match result {
+                Ok(ext) if ext.grant.address == lease.grant.address => {
+                    let mut l = lock(&slot.lease);
+                    l.bind(ext.grant, unix_now());
+                    let saved = self.store.save(&l);
+                    tracing::info!(
+                        client_id = %cid, address = %l.grant.address, lease_secs = l.grant.lease_secs,
+                        on_link = ext.on_link, "lease renewed, expiration in {}s",
+                        l.expires_at.saturating_sub(unix_now())
+                    );
+                    retry_at = None;
+                    saved.map_err(|e| e.to_string())
+                }
+                Ok(ext) => {
+                    // A different address: the container's one is stale (reference: link down).
+                    let why = format!("server moved {} to {}", lease.grant.address, ext.grant.address);
+                    tracing::warn!(client_id = %cid, "{why}; bringing interface down");
+                    self.lose(&lease);
+                    self.finish_renew(slot, Err(why));
+                    return;
+                }
+                Err(e) => {
+                    let now = unix_now();
+                    if now >= lease.expires_at && !forced {
+                        tracing::warn!(client_id = %cid, "lease expired ({e}), bringing interface down");
+                        self.lose(&lease);
+                        self.finish_renew(slot, Err(e.to_string()));
+                        return;
+                    }
+                    // RFC 2131 §4.4.5: retry after half the time left to the next boundary.
+                    let boundary = if now < lease.rebind_at { lease.rebind_at } else { lease.expires_at };
+                    let wait = (boundary.saturating_sub(now) / 2).max(2);
+                    tracing::warn!(client_id = %cid, "renewal failed: {e}; retrying in {wait}s");
+                    retry_at = Some(now + wait);
+                    Err(e.to_string())
+                }
+            };
+            if forced {
+                self.finish_renew(slot, outcome);
+            }
+        }
+    }
+
+    fn finish_renew(&self, slot: &Slot, outcome: Result<(), String>) {
+        let mut c = lock(&slot.ctl);
+        c.renew_done = c.renew_requested;
+        c.last_renew = Some(outcome);
+        slot.cv.notify_all();
+    }
+
+    /// The lease is lost: set the link down (as the reference does) and forget it.
+    fn lose(&self, lease: &Lease) {
+        let r = self.in_lease_ns(lease, |iface| {
+            let mut h = macvnet_netlink::Handle::current()
+                .map_err(|e| DhcpError::netlink("opening netlink", e))?;
+            let change = macvnet_netlink::LinkChange {
+                up: Some(false),
+                ..Default::default()
+            };
+            h.set_link(iface.index, &change)
+                .map_err(|e| DhcpError::netlink(format!("setting {} down", iface.name), e))
+        });
+        if let Err(e) = r {
+            tracing::warn!(client_id = %lease.client_id, "{e}");
+        }
+        self.drop_lease(&lease.client_id);
+    }
+
+    fn result_json(lease: &Lease) -> Result<serde_json::Value, DhcpError> {
+        lease
+            .result()
+            .to_json(WIRE_VERSION)
+            .map_err(DhcpError::Remote)
+    }
+
+    pub fn allocate(self: &Arc<Self>, args: &CmdArgs) -> Result<serde_json::Value, DhcpError> {
+        let conf = NetConf::parse(args.stdin.as_bytes())?;
+        let ipam = conf.ipam();
+        let options = prepare_options(&args.args, &ipam)?;
+        let cid = client_id(&args.container_id, &conf.name, &args.ifname);
+        let op = self.op_lock(&cid);
+        let _held = lock(&op);
+        let ns = self.netns_ref(&args.netns);
+        let netns_id = ns
+            .id()
+            .map_err(|_| DhcpError::NetnsGone(args.netns.clone()))?;
+        if let Some(slot) = self.slot(&cid) {
+            let l = lock(&slot.lease).clone();
+            if l.netns_id == netns_id && l.ifname == args.ifname && l.expires_at > unix_now() {
+                let mut c = lock(&slot.ctl);
+                c.wake = true;
+                slot.cv.notify_all();
+                return Self::result_json(&l);
+            }
+            self.stop_and_release(&cid, &slot);
+        }
+        let mut lease = Lease {
+            client_id: cid.clone(),
+            container_id: args.container_id.clone(),
+            network: conf.name.clone(),
+            ifname: args.ifname.clone(),
+            netns: args.netns.clone(),
+            netns_id,
+            mac: String::new(),
+            grant: crate::lease::Grant {
+                address: ipnet::Ipv4Net::default(),
+                server_id: std::net::Ipv4Addr::UNSPECIFIED,
+                gateway: None,
+                routes: Vec::new(),
+                lease_secs: 0,
+                t1_secs: 0,
+                t2_secs: 0,
+            },
+            bound_at: 0,
+            renew_at: 0,
+            rebind_at: 0,
+            expires_at: 0,
+            options,
+            priority: ipam.priority,
+            broadcast: self.cfg.timing.broadcast,
+        };
+        tracing::info!(client_id = %cid, "acquiring lease");
+        let timing = self.timing_for(&lease);
+        let (grant, mac) = {
+            let l = &lease;
+            self.in_lease_ns(l, move |iface| {
+                let g = client::acquire(iface, Self::identity(l), &timing, None)?;
+                Ok((g, macvnet_netlink::MacAddr(iface.mac).to_string()))
+            })?
+        };
+        lease.mac = mac;
+        lease.bind(grant, unix_now());
+        if let Err(e) = self.store.save(&lease) {
+            let _ = self.in_lease_ns(&lease, |iface| {
+                client::release(iface, Self::identity(&lease), lease.address(), lease.grant.server_id)
+            });
+            return Err(e);
+        }
+        tracing::info!(client_id = %cid, address = %lease.grant.address, "lease acquired, expiration in {}s", lease.grant.lease_secs);
+        let result = Self::result_json(&lease);
+        self.start(lease);
+        result
+    }
+
+    pub fn release(&self, args: &CmdArgs) -> Result<(), DhcpError> {
+        let conf = NetConf::parse(args.stdin.as_bytes())?;
+        let cid = client_id(&args.container_id, &conf.name, &args.ifname);
+        let op = self.op_lock(&cid);
+        let _held = lock(&op);
+        if let Some(slot) = self.slot(&cid) {
+            self.stop_and_release(&cid, &slot);
+        } else {
+            self.store.remove(&cid)?;
+        }
+        Ok(())
+    }
+
+    pub fn check(&self, args: &CmdArgs) -> Result<(), DhcpError> {
+        let conf = NetConf::parse(args.stdin.as_bytes())?;
+        let cid = client_id(&args.container_id, &conf.name, &args.ifname);
+        let slot = self.slot(&cid).ok_or_else(|| DhcpError::NoLease(cid.clone()))?;
+        let l = lock(&slot.lease).clone();
+        if l.expires_at <= unix_now() {
+            return Err(DhcpError::NoLease(format!("{cid} (expired)")));
+        }
+        match self.liveness(&l) {
+            Liveness::Gone(why) => Err(DhcpError::Daemon(why)),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn gc(&self, args: &CmdArgs) -> Result<usize, DhcpError> {
+        let conf = CniNetConf::parse(args.stdin.as_bytes()).map_err(DhcpError::Remote)?;
+        let valid: BTreeSet<(String, String)> = conf
+            .valid_attachments
+            .iter()
+            .map(|a| (a.container_id.clone(), a.ifname.clone()))
+            .collect();
+        let all: Vec<(String, Arc<Slot>)> = lock(&self.leases)
+            .iter()
+            .map(|(k, v)| (k.clone(), Arc::clone(v)))
+            .collect();
+        let mut n = 0;
+        for (cid, slot) in all {
+            let l = lock(&slot.lease).clone();
+            let op = self.op_lock(&cid);
+            let _held = lock(&op);
+            if let Liveness::Gone(why) = self.liveness(&l) {
+                tracing::info!(client_id = %cid, "GC: {why}");
+                {
+                    let mut c = lock(&slot.ctl);
+                    c.stop = true;
+                    slot.cv.notify_all();
+                }
+                if let Some(h) = lock(&slot.thread).take() {
+                    let _ = h.join();
+                }
+                self.drop_lease(&cid);
+                n += 1;
+            } else if l.network == conf.name
+                && !valid.contains(&(l.container_id.clone(), l.ifname.clone()))
+            {
+                tracing::info!(client_id = %cid, "GC: not a valid attachment, releasing");
+                self.stop_and_release(&cid, &slot);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Renew `cid` now and wait for the outcome (bounded by the exchange timeout).
+    pub fn renew_now(&self, cid: &str) -> Result<serde_json::Value, DhcpError> {
+        let slot = self.slot(cid).ok_or_else(|| DhcpError::NoLease(cid.to_string()))?;
+        let deadline = Instant::now() + self.cfg.timing.timeout * 3 + Duration::from_secs(5);
+        let mut c = lock(&slot.ctl);
+        c.renew_requested += 1;
+        let want = c.renew_requested;
+        slot.cv.notify_all();
+        while c.renew_done < want {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(DhcpError::Daemon(format!("renewal of {cid} did not finish in time")));
+            }
+            c = slot
+                .cv
+                .wait_timeout(c, deadline - now)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+        match c.last_renew.clone() {
+            Some(Err(e)) => Err(DhcpError::Daemon(format!("renewal of {cid} failed: {e}"))),
+            _ => {
+                drop(c);
+                let l = lock(&slot.lease).clone();
+                serde_json::to_value(&l).map_err(|e| DhcpError::Daemon(e.to_string()))
+            }
+        }
+    }
+
+    pub fn list(&self) -> serde_json::Value {
+        let mut leases: Vec<Lease> = lock(&self.leases)
+            .values()
+            .map(|s| lock(&s.lease).clone())
+            .collect();
+        leases.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        serde_json::to_value(leases).unwrap_or_default()
+    }
+
+    fn handle(self: &Arc<Self>, call: Call) -> Reply {
+        let r: Result<serde_json::Value, DhcpError> = match call {
+            Call::Allocate(a) => self.allocate(&a),
+            Call::Release(a) => self.release(&a).map(|()| serde_json::Value::Null),
+            Call::Check(a) => self.check(&a).map(|()| serde_json::Value::Null),
+            Call::Gc(a) => self.gc(&a).map(|n| serde_json::json!({ "dropped": n })),
+            Call::Status => Ok(serde_json::json!({ "leases": lock(&self.leases).len() })),
+            Call::Renew { client_id } => self.renew_now(&client_id),
+            Call::List => Ok(self.list()),
+        };
+        match r {
+            Ok(v) => Reply::ok(v),
+            Err(e) => {
+                tracing::warn!("{e}");
+                Reply::err(CniError::from(e))
+            }
+        }
+    }
+
+    fn serve_conn(self: &Arc<Self>, stream: UnixStream) {
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(30)));
+        match proto::accept_call(&stream) {
+            Ok(Some(call)) => {
+                let reply = self.handle(call);
+                if let Err(e) = proto::send_reply(&stream, &reply) {
+                    tracing::warn!("sending reply: {e}");
+                }
+            }
+            Ok(None) => tracing::debug!("refused a non-macvnet client"),
+            Err(e) => tracing::debug!("bad connection: {e}"),
+        }
+    }
+
+    /// Accept connections forever, one thread each.
+    pub fn serve(self: &Arc<Self>, listener: UnixListener) -> Result<(), DhcpError> {
+        let active = Arc::new(AtomicUsize::new(0));
+        for conn in listener.incoming() {
+            let stream = match conn {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("accept: {e}");
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+            };
+            if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+                active.fetch_sub(1, Ordering::SeqCst);
+                let _ = proto::send_reply(&stream, &Reply::err(CniError::try_again_later("DHCP daemon busy")));
+                continue;
+            }
+            let (d, a) = (Arc::clone(self), Arc::clone(&active));
+            let spawned = std::thread::Builder::new()
+                .name("dhcp-conn".into())
+                .spawn(move || {
+                    d.serve_conn(stream);
+                    a.fetch_sub(1, Ordering::SeqCst);
+                });
+            if let Err(e) = spawned {
+                active.fetch_sub(1, Ordering::SeqCst);
+                tracing::error!("cannot spawn connection thread: {e}");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The listening socket: systemd's (LISTEN_FDS=1) or a fresh one at `path`. A stale
+/// socket file (left by a killed daemon) is replaced; a live one is an error.
+pub fn listener(path: &Path) -> Result<UnixListener, DhcpError> {
+    let pid_ok = std::env::var("LISTEN_PID").ok().and_then(|p| p.parse::<u32>().ok())
+        == Some(std::process::id());
+    if pid_ok {
+        match std::env::var("LISTEN_FDS").as_deref() {
+            Ok("1") => {
+                // SAFETY: systemd passes the listening socket as fd 3 (sd_listen_fds(3))
+                // and nothing else in this process owns fd 3.
+                return Ok(unsafe { UnixListener::from_raw_fd(3) });
+            }
+            Ok(n) if n != "0" => {
+                return Err(DhcpError::Daemon(format!(
+                    "Too many ({n}) FDs passed through socket activation"
+                )))
+            }
+            _ => {}
+        }
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| DhcpError::io(format!("creating {}", dir.display()), e))?;
+    }
+    if path.exists() {
+        match UnixStream::connect(path) {
+            Ok(_) => {
+                return Err(DhcpError::Daemon(format!(
+                    "another daemon is listening on {}",
+                    path.display()
+                )))
+            }
+            Err(_) => {
+                tracing::info!(path = %path.display(), "removing stale socket");
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+    UnixListener::bind(path).map_err(|e| DhcpError::io(format!("listening on {}", path.display()), e))
+}
+
+/// The whole daemon: pidfile, restore, signals, serve.
+pub fn run(cfg: DaemonConfig) -> Result<(), DhcpError> {
+    use nix::sys::signal::{SigSet, Signal};
+    // Block the stop signals before any thread exists, so only the waiter sees them.
+    let mut sigs = SigSet::empty();
+    sigs.add(Signal::SIGTERM);
+    sigs.add(Signal::SIGINT);
+    sigs.thread_block()
+        .map_err(|e| DhcpError::io("blocking signals", e.into()))?;
+
+    if let Some(p) = &cfg.pidfile {
+        if !p.is_absolute() {
+            return Err(DhcpError::Daemon(format!(
+                "Error writing pidfile {:?}: path not absolute",
+                p.display().to_string()
+            )));
+        }
+        std::fs::write(p, std::process::id().to_string())
+            .map_err(|e| DhcpError::io(format!("Error writing pidfile {}", p.display()), e))?;
+    }
+    let sock = PathBuf::from(format!("{}{}", cfg.host_prefix, cfg.socket_path.display()));
+    let listener = listener(&sock)?;
+    let daemon = Daemon::new(cfg.clone())?;
+    let resumed = daemon.restore()?;
+    tracing::info!(socket = %sock.display(), state_dir = %cfg.state_dir.display(), resumed, "DHCP daemon ready");
+
+    let pidfile = cfg.pidfile.clone();
+    let sock_for_exit = sock.clone();
+    std::thread::Builder::new()
+        .name("dhcp-signals".into())
+        .spawn(move || {
+            let sig = sigs.wait();
+            tracing::info!("{sig:?}: exiting; leases stay on disk for the next start");
+            let _ = std::fs::remove_file(&sock_for_exit);
+            if let Some(p) = pidfile {
+                let _ = std::fs::remove_file(p);
+            }
+            std::process::exit(0);
+        })
+        .map_err(|e| DhcpError::io("spawning the signal thread", e))?;
+    daemon.serve(listener)
+}

@@ -1,0 +1,195 @@
+//! Plugin ↔ daemon protocol over the unix socket.
+//!
+//! The reference speaks Go `net/rpc` over HTTP CONNECT with gob-encoded `skel.CmdArgs` and
+//! `current.Result`; gob is a self-describing Go-specific stream format, so this crate
+//! does not speak it. It keeps the same CONNECT handshake shape with its own path, so
+//! each side fails cleanly against the other:
+//! - our plugin → reference daemon: Go's HTTP mux answers 404 for our path;
+//! - reference plugin → our daemon: we answer a non-200 status, which Go's `DialHTTP`
+//!   reports as "unexpected HTTP response: ...".
+//!
+//! After the handshake: one JSON request line, one JSON reply line, close.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use macvnet_cni::CniError;
+use serde::{Deserialize, Serialize};
+
+use crate::DhcpError;
+
+/// Our CONNECT path (the reference's is `/_goRPC_`).
+pub const RPC_PATH: &str = "/macvnet-dhcp/v1";
+pub const CONNECTED: &str = "200 Connected to macvnet dhcp";
+/// Status sent to a Go net/rpc client.
+pub const GO_RPC_REFUSED: &str =
+    "501 macvnet dhcp daemon does not speak Go net/rpc (gob); use the macvnet dhcp plugin";
+const MAX_HEAD: usize = 4096;
+const MAX_BODY: u64 = 8 * 1024 * 1024;
+
+/// `skel.CmdArgs` as the reference sends it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CmdArgs {
+    #[serde(rename = "containerID")]
+    pub container_id: String,
+    pub netns: String,
+    pub ifname: String,
+    #[serde(default)]
+    pub args: String,
+    #[serde(default)]
+    pub path: String,
+    /// The network config (stdin of the plugin), as text.
+    pub stdin: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "camelCase")]
+pub enum Call {
+    /// ADD: acquire (or return the live) lease.
+    Allocate(CmdArgs),
+    /// DEL: stop maintaining, DHCPRELEASE, forget.
+    Release(CmdArgs),
+    /// CHECK: the lease exists and is not expired.
+    Check(CmdArgs),
+    /// GC: release leases of the network not in `cni.dev/valid-attachments`, and drop
+    /// leases whose namespace is gone.
+    Gc(CmdArgs),
+    /// STATUS: the daemon answers.
+    Status,
+    /// Renew one lease now and wait for the outcome (tests; operators).
+    Renew {
+        #[serde(rename = "clientID")]
+        client_id: String,
+    },
+    /// Every lease the daemon maintains.
+    List,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reply {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<CniError>,
+    /// Allocate: the CNI result (1.1.0 shape); Renew/List: lease records.
+    #[serde(default)]
+    pub result: serde_json::Value,
+}
+
+impl Reply {
+    pub fn ok(result: serde_json::Value) -> Reply {
+        Reply {
+            error: None,
+            result,
+        }
+    }
+
+    pub fn err(e: CniError) -> Reply {
+        Reply {
+            error: Some(e),
+            result: serde_json::Value::Null,
+        }
+    }
+}
+
+/// Read an HTTP head (up to the blank line), bounded.
+fn read_head(r: &mut impl BufRead) -> std::io::Result<String> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        let n = r.by_ref().take(MAX_HEAD as u64).read_line(&mut line)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed during handshake",
+            ));
+        }
+        head.push_str(&line);
+        if line == "\r\n" || line == "\n" {
+            return Ok(head);
+        }
+        if head.len() > MAX_HEAD {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "handshake too long",
+            ));
+        }
+    }
+}
+
+/// Dial the daemon at `path` and make one call; `timeout` bounds the whole exchange's
+/// reads and writes (the daemon may take the acquisition timeout to answer).
+pub fn call(path: &Path, call: &Call, timeout: Duration) -> Result<Reply, DhcpError> {
+    let dial = |reason: String| DhcpError::Dial {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let proto = |reason: String| DhcpError::Protocol {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut stream = UnixStream::connect(path).map_err(|e| dial(e.to_string()))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .and_then(|()| stream.set_write_timeout(Some(timeout)))
+        .map_err(|e| dial(e.to_string()))?;
+    stream
+        .write_all(format!("CONNECT {RPC_PATH} HTTP/1.0\r\n\r\n").as_bytes())
+        .map_err(|e| dial(e.to_string()))?;
+    let mut reader = BufReader::new(stream.try_clone().map_err(|e| dial(e.to_string()))?);
+    let head = read_head(&mut reader).map_err(|e| dial(e.to_string()))?;
+    let status = head.lines().next().unwrap_or("");
+    if status != format!("HTTP/1.0 {CONNECTED}") {
+        let hint = if status.contains(" 404 ") {
+            " (the reference daemon speaks Go net/rpc, which this plugin does not)"
+        } else {
+            ""
+        };
+        return Err(dial(format!("unexpected HTTP response: {status:?}{hint}")));
+    }
+    let mut body = serde_json::to_vec(call).map_err(|e| proto(e.to_string()))?;
+    body.push(b'\n');
+    stream.write_all(&body).map_err(|e| proto(format!("sending: {e}")))?;
+    let mut line = String::new();
+    reader
+        .take(MAX_BODY)
+        .read_line(&mut line)
+        .map_err(|e| proto(format!("reading reply: {e}")))?;
+    serde_json::from_str(&line).map_err(|e| proto(format!("bad reply {line:?}: {e}")))
+}
+
+/// Server side of the handshake: `Some(call)` for our protocol; answers anything else
+/// (a Go net/rpc client included) with an error status and returns `None`.
+pub fn accept_call(stream: &UnixStream) -> std::io::Result<Option<Call>> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut w = stream;
+    let head = read_head(&mut reader)?;
+    let first = head.lines().next().unwrap_or("");
+    if first != format!("CONNECT {RPC_PATH} HTTP/1.0") {
+        let status = if first.starts_with("CONNECT /_goRPC_") {
+            GO_RPC_REFUSED
+        } else {
+            "404 Not Found"
+        };
+        w.write_all(format!("HTTP/1.0 {status}\r\n\r\n").as_bytes())?;
+        return Ok(None);
+    }
+    w.write_all(format!("HTTP/1.0 {CONNECTED}\r\n\r\n").as_bytes())?;
+    let mut line = String::new();
+    reader.take(MAX_BODY).read_line(&mut line)?;
+    match serde_json::from_str::<Call>(&line) {
+        Ok(c) => Ok(Some(c)),
+        Err(e) => {
+            send_reply(stream, &Reply::err(CniError::decoding(format!("bad request: {e}"))))?;
+            Ok(None)
+        }
+    }
+}
+
+pub fn send_reply(mut stream: &UnixStream, reply: &Reply) -> std::io::Result<()> {
+    let mut body = serde_json::to_vec(reply).map_err(std::io::Error::other)?;
+    body.push(b'\n');
+    stream.write_all(&body)
+}

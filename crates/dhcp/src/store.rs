@@ -1,0 +1,190 @@
+//! Leases on disk: one JSON file per client ID in the state directory, replaced
+//! atomically (temp file, fsync, rename, fsync of the directory), so a daemon killed at
+//! any instant finds either the old or the new lease, never a torn one.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::lease::Lease;
+use crate::DhcpError;
+
+/// Default state directory (next to host-local's /var/lib/cni/networks).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/cni/dhcp";
+
+const SUFFIX: &str = ".lease";
+const TMP_PREFIX: &str = ".tmp-";
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+/// FNV-1a: a stable short digest for over-long file names (std's hasher is not stable).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// A file name for a client ID: `[A-Za-z0-9.-]` kept, everything else `_XX` (hex), so
+/// distinct IDs never share a name; long ones are cut and suffixed with a digest.
+pub fn file_name(client_id: &str) -> String {
+    let mut name = String::with_capacity(client_id.len() + 8);
+    for b in client_id.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'.' || b == b'-' {
+            name.push(char::from(b));
+        } else {
+            name.push_str(&format!("_{b:02x}"));
+        }
+    }
+    if name.starts_with('.') {
+        name.replace_range(0..1, "_2e");
+    }
+    if name.len() > 200 {
+        name.truncate(180);
+        name.push_str(&format!("~{:016x}", fnv1a(client_id.as_bytes())));
+    }
+    name.push_str(SUFFIX);
+    name
+}
+
+impl Store {
+    /// Open (creating, mode 0700) the state directory.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Store, DhcpError> {
+        let dir = dir.into();
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| DhcpError::io(format!("creating state directory {}", dir.display()), e))?;
+        Ok(Store { dir })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn path_for(&self, client_id: &str) -> PathBuf {
+        self.dir.join(file_name(client_id))
+    }
+
+    /// Write `lease` atomically and durably.
+    pub fn save(&self, lease: &Lease) -> Result<(), DhcpError> {
+        let path = self.path_for(&lease.client_id);
+        let err = |reason: String| DhcpError::Store {
+            path: path.clone(),
+            reason,
+        };
+        let mut text = serde_json::to_vec_pretty(lease).map_err(|e| err(e.to_string()))?;
+        text.push(b'\n');
+        let tmp = self.dir.join(format!(
+            "{TMP_PREFIX}{}-{}",
+            std::process::id(),
+            file_name(&lease.client_id)
+        ));
+        let write = || -> std::io::Result<()> {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(&text)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            // The rename is durable only once the directory entry is.
+            File::open(&self.dir)?.sync_all()
+        };
+        write().map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            err(format!("writing: {e}"))
+        })
+    }
+
+    /// Remove the lease of `client_id` (absent is fine).
+    pub fn remove(&self, client_id: &str) -> Result<(), DhcpError> {
+        let path = self.path_for(client_id);
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                let _ = File::open(&self.dir).and_then(|d| d.sync_all());
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(DhcpError::Store {
+                path,
+                reason: format!("removing: {e}"),
+            }),
+        }
+    }
+
+    pub fn load(&self, client_id: &str) -> Result<Option<Lease>, DhcpError> {
+        let path = self.path_for(client_id);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| DhcpError::Store {
+                    path,
+                    reason: format!("parsing: {e}"),
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(DhcpError::Store {
+                path,
+                reason: format!("reading: {e}"),
+            }),
+        }
+    }
+
+    /// Every lease file: parsed leases, and the paths of files that did not parse.
+    /// Temp files left by a crash mid-write are deleted.
+    pub fn load_all(&self) -> Result<(Vec<Lease>, Vec<(PathBuf, String)>), DhcpError> {
+        let rd = fs::read_dir(&self.dir)
+            .map_err(|e| DhcpError::io(format!("listing {}", self.dir.display()), e))?;
+        let mut leases = Vec::new();
+        let mut bad = Vec::new();
+        for entry in rd {
+            let entry =
+                entry.map_err(|e| DhcpError::io(format!("listing {}", self.dir.display()), e))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let path = entry.path();
+            if name.starts_with(TMP_PREFIX) {
+                let _ = fs::remove_file(&path);
+                continue;
+            }
+            if !name.ends_with(SUFFIX) {
+                continue;
+            }
+            match fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<Lease>(&b).map_err(|e| e.to_string()))
+            {
+                Ok(l) => leases.push(l),
+                Err(e) => bad.push((path, e)),
+            }
+        }
+        leases.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        Ok((leases, bad))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_distinct_and_safe() {
+        assert_eq!(file_name("c1/net/eth0"), "c1_2fnet_2feth0.lease");
+        assert_ne!(file_name("a_b"), file_name("a/b"));
+        assert_eq!(file_name("..x"), "_2e.x.lease");
+        let long = "y".repeat(254);
+        let n = file_name(&long);
+        assert!(n.len() < 255, "{}", n.len());
+        assert_ne!(n, file_name(&format!("{}z", "y".repeat(253))));
+    }
+}

@@ -1,0 +1,247 @@
+//! The dhcp plugin and daemon against a real DHCP server (dnsmasq).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn lease_obtained_renewed_on_link_and_released() {
+    if !can_run("lease_obtained_renewed_on_link_and_released") {
+        return;
+    }
+    let mut lab = Lab::new("dh-basic");
+    // dnsmasq's default ping-before-offer delays the OFFER by seconds: still within -timeout.
+    lab.ping = true;
+    lab.start_dnsmasq();
+    lab.start_daemon(&[]);
+    let c = lab.add_container("c");
+    let (ok, res) = lab.plugin("ADD", c);
+    assert!(ok, "{res}\n{}", lab.daemon_log());
+    let addr = res["ips"][0]["address"].as_str().unwrap().to_string();
+    assert!(addr.starts_with("198.18.0.") && addr.ends_with("/24"), "{res}");
+    assert_eq!(res["ips"][0]["gateway"], SERVER, "{res}");
+    assert_eq!(res["routes"][0]["dst"], "0.0.0.0/0", "{res}");
+    assert_eq!(res["cniVersion"], "1.0.0");
+
+    // The server holds it under the reference's client ID (type 0 + containerID/net/ifname).
+    let server = lab.server_lease_of(&addr).expect("dnsmasq lease entry");
+    assert_eq!(server.3, hex_client_id(&lab.client_id(c)));
+    let stored = lab.stored(c).expect("persisted lease");
+    assert_eq!(stored["grant"]["address"], addr.as_str());
+    assert_eq!(stored["grant"]["leaseSecs"], 120);
+
+    // The runtime's main plugin puts the address on the link; a renewal gives it the lease time.
+    lab.configure(c, &addr);
+    std::thread::sleep(Duration::from_millis(1100));
+    let before = lab.stored(c).unwrap()["expiresAt"].as_u64().unwrap();
+    let renewed = lab.renew(c).expect("renewal");
+    assert_eq!(renewed["grant"]["address"], addr.as_str());
+    let after = lab.stored(c).unwrap()["expiresAt"].as_u64().unwrap();
+    assert!(after > before, "expiry did not advance: {before} -> {after}");
+    let (valid, preferred) = lab.lifetimes(c, &addr).expect("address on link");
+    assert!((100..=120).contains(&valid), "valid_lft {valid}");
+    assert!((100..=120).contains(&preferred), "preferred_lft {preferred}");
+    assert!(wait_for(Duration::from_secs(3), || lab
+        .server_lease_of(&addr)
+        .is_some_and(|l| l.0 >= server.0 + 1)));
+
+    // CHECK passes while the lease lives; a repeated ADD returns the same lease.
+    assert!(lab.plugin("CHECK", c).0);
+    assert_eq!(lab.add(c), addr);
+
+    // DEL releases: the server forgets the lease, our state file is gone.
+    let (ok, v) = lab.plugin("DEL", c);
+    assert!(ok, "{v}");
+    assert!(
+        wait_for(Duration::from_secs(5), || lab.server_lease_of(&addr).is_none()),
+        "dnsmasq still has {addr}: {:?}\n{}",
+        lab.server_leases(),
+        lab.dnsmasq_log()
+    );
+    assert!(lab.stored(c).is_none());
+    assert!(!lab.plugin("CHECK", c).0);
+    // DEL is idempotent.
+    assert!(lab.plugin("DEL", c).0);
+}
+
+#[test]
+fn renews_at_t1_by_itself() {
+    if !can_run("renews_at_t1_by_itself") {
+        return;
+    }
+    let mut lab = Lab::new("dh-t1");
+    // dnsmasq's lease minimum is 2 minutes, but T1/T2 may be set shorter.
+    lab.dnsmasq_extra = vec!["--dhcp-option=option:T1,4s".into(), "--dhcp-option=option:T2,8s".into()];
+    lab.start_dnsmasq();
+    lab.start_daemon(&[]);
+    let c = lab.add_container("c");
+    let addr = lab.add(c);
+    lab.configure(c, &addr);
+    let first = lab.stored(c).unwrap();
+    assert_eq!(first["renewAt"].as_u64().unwrap() - first["boundAt"].as_u64().unwrap(), 4, "{first}");
+    let bound0 = first["boundAt"].as_u64().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(15), || lab
+            .stored(c)
+            .is_some_and(|s| s["boundAt"].as_u64().unwrap() >= bound0 + 4)),
+        "no renewal at T1: {}",
+        lab.daemon_log()
+    );
+    assert!(lab.lifetimes(c, &addr).is_some_and(|(v, _)| v <= 120));
+    assert!(lab.plugin("DEL", c).0);
+}
+
+#[test]
+fn daemon_sigkill_restart_keeps_and_renews_leases() {
+    if !can_run("daemon_sigkill_restart_keeps_and_renews_leases") {
+        return;
+    }
+    let mut lab = Lab::new("dh-kill");
+    lab.start_dnsmasq();
+    lab.start_daemon(&[]);
+    let keep = lab.add_container("keep");
+    let gone = lab.add_container("gone");
+    let addr = lab.add(keep);
+    lab.configure(keep, &addr);
+    let gone_addr = lab.add(gone);
+    assert_ne!(addr, gone_addr);
+    let gone_cid = lab.client_id(gone);
+    let before = lab.stored(keep).unwrap()["expiresAt"].as_u64().unwrap();
+
+    lab.daemon.as_mut().unwrap().kill(nix::sys::signal::Signal::SIGKILL);
+    // While it is down, one container goes away.
+    lab.containers[gone] = macvnet_netlink::testing::TestNs::new("placeholder").unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    lab.start_daemon(&[]);
+
+    let listed = lab.list();
+    let ids: Vec<&str> = listed.as_array().unwrap().iter().map(|l| l["clientId"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec![lab.client_id(keep).as_str()], "{listed}");
+    assert!(lab.stored(keep).is_some());
+    assert!(!lab.state.join(macvnet_dhcp::store::file_name(&gone_cid)).exists());
+
+    let renewed = lab.renew(keep).expect("renewal after restart");
+    assert_eq!(renewed["grant"]["address"], addr.as_str());
+    assert!(renewed["expiresAt"].as_u64().unwrap() > before);
+    assert!(lab.plugin("DEL", keep).0);
+    assert!(wait_for(Duration::from_secs(5), || lab.server_lease_of(&addr).is_none()));
+}
+
+#[test]
+fn survives_a_dnsmasq_restart() {
+    if !can_run("survives_a_dnsmasq_restart") {
+        return;
+    }
+    let mut lab = Lab::new("dh-srv");
+    lab.start_dnsmasq();
+    lab.start_daemon(&[]);
+    let c = lab.add_container("c");
+    let addr = lab.add(c);
+    lab.configure(c, &addr);
+
+    lab.dnsmasq.take();
+    let err = lab.renew(c).expect_err("renewal with the server down");
+    assert!(err.contains("no DHCP ack"), "{err}");
+    assert!(lab.stored(c).is_some(), "lease dropped while the server was down");
+    assert!(lab.plugin("CHECK", c).0);
+
+    lab.start_dnsmasq();
+    std::thread::sleep(Duration::from_millis(1100));
+    let before = lab.stored(c).unwrap()["expiresAt"].as_u64().unwrap();
+    let renewed = lab.renew(c).expect("renewal after the server came back");
+    assert_eq!(renewed["grant"]["address"], addr.as_str());
+    assert!(renewed["expiresAt"].as_u64().unwrap() > before);
+    assert!(lab.plugin("DEL", c).0);
+}
+
+#[test]
+fn twenty_concurrent_adds_get_distinct_leases() {
+    if !can_run("twenty_concurrent_adds_get_distinct_leases") {
+        return;
+    }
+    let mut lab = Lab::new("dh-20");
+    lab.start_dnsmasq();
+    lab.start_daemon(&[]);
+    let ids: Vec<usize> = (0..20).map(|i| lab.add_container(&format!("c{i}"))).collect();
+    let addrs: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = ids.iter().map(|&i| { let lab = &lab; s.spawn(move || lab.add(i)) }).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut distinct = addrs.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 20, "{addrs:?}");
+    assert_eq!(lab.server_leases().len(), 20);
+    assert_eq!(lab.list().as_array().unwrap().len(), 20);
+    std::thread::scope(|s| {
+        for &i in &ids {
+            let lab = &lab;
+            s.spawn(move || assert!(lab.plugin("DEL", i).0));
+        }
+    });
+    assert!(wait_for(Duration::from_secs(5), || lab.server_leases().is_empty()), "{:?}", lab.server_leases());
+}
+
+#[test]
+fn no_server_fails_cleanly_within_the_timeout() {
+    if !can_run("no_server_fails_cleanly_within_the_timeout") {
+        return;
+    }
+    let mut lab = Lab::new("dh-none");
+    lab.start_daemon(&[]);
+    let c = lab.add_container("c");
+    let t = Instant::now();
+    let (ok, v) = lab.plugin("ADD", c);
+    let took = t.elapsed();
+    assert!(!ok);
+    assert_eq!(v["code"], 11, "{v}");
+    assert!(v["msg"].as_str().unwrap().contains("no DHCP offer on eth0"), "{v}");
+    // -resendtimeout 8s (+ one -timeout 3s exchange at most).
+    assert!(took < Duration::from_secs(12), "took {took:?}");
+    assert!(took >= Duration::from_secs(7), "gave up early: {took:?}");
+    assert!(lab.stored(c).is_none());
+    assert!(lab.list().as_array().unwrap().is_empty());
+}
+
+#[test]
+fn gc_releases_invalid_attachments_and_gone_namespaces() {
+    if !can_run("gc_releases_invalid_attachments_and_gone_namespaces") {
+        return;
+    }
+    let mut lab = Lab::new("dh-gc");
+    lab.start_dnsmasq();
+    lab.start_daemon(&[]);
+    let a = lab.add_container("a");
+    let b = lab.add_container("b");
+    let addr_a = lab.add(a);
+    let addr_b = lab.add(b);
+    let conf = serde_json::json!({
+        "cniVersion": "1.1.0", "name": NETWORK, "type": "macvlan",
+        "ipam": {"type": "dhcp", "daemonSocketPath": lab.socket},
+        "cni.dev/valid-attachments": [{"containerID": lab.container_id(a), "ifname": "eth0"}]
+    })
+    .to_string();
+    let (ok, v) = lab.plugin_with(BIN, "GC", a, &conf);
+    assert!(ok, "{v}");
+    assert!(
+        wait_for(Duration::from_secs(5), || lab.server_lease_of(&addr_b).is_none()),
+        "{}\n{}",
+        lab.daemon_log(),
+        lab.dnsmasq_log()
+    );
+    assert!(lab.server_lease_of(&addr_a).is_some());
+    assert!(lab.stored(b).is_none() && lab.stored(a).is_some());
+    // STATUS answers while the daemon runs.
+    let st = serde_json::json!({"cniVersion": "1.1.0", "name": NETWORK, "type": "macvlan",
+        "ipam": {"type": "dhcp", "daemonSocketPath": lab.socket}}).to_string();
+    assert!(lab.plugin_with(BIN, "STATUS", a, &st).0);
+
+    // A namespace that disappears is dropped on GC even if listed as valid.
+    lab.containers[a] = macvnet_netlink::testing::TestNs::new("placeholder").unwrap();
+    let (ok, v) = lab.plugin_with(BIN, "GC", b, &conf);
+    assert!(ok, "{v}");
+    assert!(lab.list().as_array().unwrap().is_empty(), "{}", lab.list());
+}
