@@ -931,6 +931,12 @@ impl Ipam {
         self.collect(&node, |a| !valid.contains(&(a.0, a.1)), false)
     }
 
+    /// `macvnet ipam gc --node N`: only what is certainly garbage: records of N without an
+    /// attachment and N's empty blocks (N may be alive).
+    pub fn gc_idle(&self, node: &str) -> Result<GcReport, Error> {
+        self.collect(node, |_| false, false)
+    }
+
     /// `macvnet ipam gc --node N --dead`: N is gone for good; release all it holds.
     pub fn gc_dead(&self, node: &str) -> Result<GcReport, Error> {
         self.collect(node, |_| true, true)
