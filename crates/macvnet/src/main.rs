@@ -95,6 +95,8 @@ pub enum Command {
     Lab(cmd::lab::Args),
     /// Host shim: a bridge-mode macvlan on the host so the host can reach its macvlan children.
     Shim(cmd::shim::Args),
+    /// macvtap char devices: open /dev/tapN for a program or VM, qemu arguments, sniff frames.
+    Tap(cmd::tap::Args),
     /// Print a shell completion script.
     Completions(cmd::completions::Args),
 }
@@ -114,6 +116,7 @@ fn main() -> ExitCode {
         Command::Doctor(a) => cmd::doctor::run(a, &cli.global),
         Command::Lab(a) => cmd::lab::run(a, &cli.global),
         Command::Shim(a) => cmd::shim::run(a, &cli.global),
+        Command::Tap(a) => cmd::tap::run(a, &cli.global),
         Command::Completions(a) => cmd::completions::run(a, &cli.global),
     };
     match result {

@@ -9,3 +9,4 @@ pub mod ls;
 pub mod netns;
 pub mod route;
 pub mod shim;
+pub mod tap;
