@@ -416,14 +416,14 @@ pub fn render_svg(p: &Picture) -> String {
     if legend_needed {
         let _ = writeln!(
             legend,
-            r##"<path d="M{lx:.0},{:.0} L{:.0},{:.0}" stroke="#1d4ed8" stroke-width="1.6" marker-end="url(#arrow)"/><text x="{:.0}" y="{:.0}">child → parent (dashed: veth peer)</text>"##,
+            r##"<path d="M{lx:.0},{:.0} L{:.0},{:.0}" stroke="#1d4ed8" stroke-width="1.6" marker-end="url(#arrow)"/><text x="{:.0}" y="{:.0}">parent → child (dashed: veth peer)</text>"##,
             ly + 7.0,
             lx + 30.0,
             ly + 7.0,
             lx + 38.0,
             ly + 12.0
         );
-        lx += 38.0 + text_w("child → parent (dashed: veth peer)");
+        lx += 38.0 + text_w("parent → child (dashed: veth peer)");
     }
     if !legend.is_empty() {
         height += 24.0;
