@@ -167,7 +167,11 @@ pub fn main() -> ExitCode {
             Err(msg) => {
                 let help = msg == USAGE;
                 eprint!("{msg}");
-                return if help { ExitCode::SUCCESS } else { ExitCode::from(2) };
+                return if help {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(2)
+                };
             }
         };
         match daemon::run(cfg) {
@@ -199,8 +203,14 @@ mod tests {
     fn go_durations() {
         assert_eq!(parse_go_duration("10s").unwrap(), Duration::from_secs(10));
         assert_eq!(parse_go_duration("1m2s").unwrap(), Duration::from_secs(62));
-        assert_eq!(parse_go_duration("1.5h").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_go_duration("300ms").unwrap(), Duration::from_millis(300));
+        assert_eq!(
+            parse_go_duration("1.5h").unwrap(),
+            Duration::from_secs(5400)
+        );
+        assert_eq!(
+            parse_go_duration("300ms").unwrap(),
+            Duration::from_millis(300)
+        );
         assert_eq!(parse_go_duration("0").unwrap(), Duration::ZERO);
         for bad in ["", "10", "s", "1x", "-1s"] {
             assert!(parse_go_duration(bad).is_err(), "{bad}");
@@ -210,8 +220,17 @@ mod tests {
     #[test]
     fn reference_flags() {
         let c = parse_daemon_flags(&v(&[
-            "-socketpath", "/tmp/d.sock", "--pidfile=/tmp/d.pid", "-broadcast",
-            "-timeout", "3s", "-resendmax=5s", "-hostprefix", "/host", "-statedir", "/tmp/st",
+            "-socketpath",
+            "/tmp/d.sock",
+            "--pidfile=/tmp/d.pid",
+            "-broadcast",
+            "-timeout",
+            "3s",
+            "-resendmax=5s",
+            "-hostprefix",
+            "/host",
+            "-statedir",
+            "/tmp/st",
         ]))
         .unwrap();
         assert_eq!(c.socket_path, PathBuf::from("/tmp/d.sock"));

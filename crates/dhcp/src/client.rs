@@ -95,7 +95,10 @@ pub fn iface(ifname: &str) -> Result<Iface, DhcpError> {
 pub fn has_address(index: u32, addr: Ipv4Addr) -> bool {
     Handle::current()
         .and_then(|mut h| h.addrs(Some(index)))
-        .map(|list| list.iter().any(|a| a.addr.addr() == std::net::IpAddr::V4(addr)))
+        .map(|list| {
+            list.iter()
+                .any(|a| a.addr.addr() == std::net::IpAddr::V4(addr))
+        })
         .unwrap_or(false)
 }
 
@@ -142,12 +145,14 @@ impl Conn {
             None,
         )
         .map_err(|e| io("creating UDP socket", name, e))?;
-        setsockopt(&udp_fd, sockopt::ReuseAddr, &true)
-            .map_err(|e| io("SO_REUSEADDR", name, e))?;
-        setsockopt(&udp_fd, sockopt::Broadcast, &true)
-            .map_err(|e| io("SO_BROADCAST", name, e))?;
-        setsockopt(&udp_fd, sockopt::BindToDevice, &std::ffi::OsString::from(name))
-            .map_err(|e| io("SO_BINDTODEVICE", name, e))?;
+        setsockopt(&udp_fd, sockopt::ReuseAddr, &true).map_err(|e| io("SO_REUSEADDR", name, e))?;
+        setsockopt(&udp_fd, sockopt::Broadcast, &true).map_err(|e| io("SO_BROADCAST", name, e))?;
+        setsockopt(
+            &udp_fd,
+            sockopt::BindToDevice,
+            &std::ffi::OsString::from(name),
+        )
+        .map_err(|e| io("SO_BINDTODEVICE", name, e))?;
         let bind = nix::sys::socket::SockaddrIn::from(SocketAddrV4::new(
             Ipv4Addr::UNSPECIFIED,
             CLIENT_PORT,
@@ -165,7 +170,11 @@ impl Conn {
             )
         };
         if raw < 0 {
-            return Err(io("creating packet socket", name, std::io::Error::last_os_error()));
+            return Err(io(
+                "creating packet socket",
+                name,
+                std::io::Error::last_os_error(),
+            ));
         }
         // SAFETY: `raw` is a fresh descriptor we own and nothing else refers to it.
         let packet = unsafe { OwnedFd::from_raw_fd(raw) };
@@ -183,7 +192,11 @@ impl Conn {
             )
         };
         if rc < 0 {
-            return Err(io("binding packet socket", name, std::io::Error::last_os_error()));
+            return Err(io(
+                "binding packet socket",
+                name,
+                std::io::Error::last_os_error(),
+            ));
         }
         Ok(Conn {
             iface: iface.clone(),
@@ -198,7 +211,13 @@ impl Conn {
             .map_err(|e| DhcpError::Codec(format!("encoding: {e}")))?;
         self.udp
             .send_to(&bytes, SocketAddrV4::new(to, SERVER_PORT))
-            .map_err(|e| io(&format!("sending DHCP message to {to}"), &self.iface.name, e))?;
+            .map_err(|e| {
+                io(
+                    &format!("sending DHCP message to {to}"),
+                    &self.iface.name,
+                    e,
+                )
+            })?;
         Ok(())
     }
 
@@ -304,7 +323,11 @@ fn message(
         }
         if !who.options.request.is_empty() {
             opts.insert(DhcpOption::ParameterRequestList(
-                who.options.request.iter().map(|c| OptionCode::from(*c)).collect(),
+                who.options
+                    .request
+                    .iter()
+                    .map(|c| OptionCode::from(*c))
+                    .collect(),
             ));
         }
     }
@@ -452,9 +475,18 @@ pub fn acquire(
     let mut xid = random_u32();
     // Bounded by `deadline`: every path either returns or sleeps towards it.
     loop {
-        let mut discover = message(iface, who, timing, xid, MessageType::Discover, Ipv4Addr::UNSPECIFIED)?;
+        let mut discover = message(
+            iface,
+            who,
+            timing,
+            xid,
+            MessageType::Discover,
+            Ipv4Addr::UNSPECIFIED,
+        )?;
         if let Some(ip) = hint {
-            discover.opts_mut().insert(DhcpOption::RequestedIpAddress(ip));
+            discover
+                .opts_mut()
+                .insert(DhcpOption::RequestedIpAddress(ip));
         }
         conn.send(&discover, Ipv4Addr::BROADCAST)?;
         let wait_until = (Instant::now() + timing.timeout).min(deadline);
@@ -467,12 +499,21 @@ pub fn acquire(
         }
         if let Some((offer, src)) = offer {
             stage = "ack";
-            let mut req = message(iface, who, timing, xid, MessageType::Request, Ipv4Addr::UNSPECIFIED)?;
+            let mut req = message(
+                iface,
+                who,
+                timing,
+                xid,
+                MessageType::Request,
+                Ipv4Addr::UNSPECIFIED,
+            )?;
             req.opts_mut()
                 .insert(DhcpOption::RequestedIpAddress(offer.yiaddr()));
             req.opts_mut()
                 .insert(DhcpOption::ServerIdentifier(server_id(&offer, src)));
-            let wait = timing.timeout.min(deadline.saturating_duration_since(Instant::now()));
+            let wait = timing
+                .timeout
+                .min(deadline.saturating_duration_since(Instant::now()));
             match request_ack(&conn, &req, Ipv4Addr::BROADCAST, wait) {
                 Ok(Some(grant)) => return Ok(grant),
                 Ok(None) => {}
@@ -568,7 +609,14 @@ pub fn release(
 ) -> Result<(), DhcpError> {
     let conn = Conn::open(iface)?;
     let timing = Timing::default();
-    let mut msg = message(iface, who, &timing, random_u32(), MessageType::Release, addr)?;
+    let mut msg = message(
+        iface,
+        who,
+        &timing,
+        random_u32(),
+        MessageType::Release,
+        addr,
+    )?;
     msg.opts_mut().insert(DhcpOption::ServerIdentifier(server));
     // Unicast needs our address on the link (the kernel would send from 0.0.0.0).
     if has_address(iface.index, addr) && conn.send(&msg, server).is_ok() {
@@ -584,7 +632,9 @@ mod tests {
 
     #[test]
     fn parses_udp_to_port_68_only() {
-        let mut pkt = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 198, 18, 0, 1, 255, 255, 255, 255];
+        let mut pkt = vec![
+            0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 198, 18, 0, 1, 255, 255, 255, 255,
+        ];
         pkt.extend_from_slice(&[0, 67, 0, 68, 0, 11, 0, 0, b'a', b'b', b'c']);
         let total = pkt.len() as u16;
         pkt[2..4].copy_from_slice(&total.to_be_bytes());
@@ -617,10 +667,11 @@ mod tests {
         let dsts: Vec<String> = g.routes.iter().map(|r| r.dst.to_string()).collect();
         assert_eq!(dsts, ["10.0.0.0/8", "0.0.0.0/0"]);
 
-        ack.opts_mut().insert(DhcpOption::ClasslessStaticRoute(vec![(
-            "198.19.0.0/16".parse().unwrap(),
-            Ipv4Addr::UNSPECIFIED,
-        )]));
+        ack.opts_mut()
+            .insert(DhcpOption::ClasslessStaticRoute(vec![(
+                "198.19.0.0/16".parse().unwrap(),
+                Ipv4Addr::UNSPECIFIED,
+            )]));
         let g = grant_of(&ack, Ipv4Addr::new(198, 18, 0, 1)).unwrap();
         assert_eq!(g.routes.len(), 1);
         assert!(g.routes[0].link_scope);

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use macvnet_cni::{CniError, NetConf as CniNetConf};
 use macvnet_netlink::{netns, NetnsRef};
 
-use crate::client::{self, Extend, Iface, Identity, Timing};
+use crate::client::{self, Extend, Identity, Iface, Timing};
 use crate::config::{client_id, prepare_options, NetConf};
 use crate::lease::{unix_now, Lease};
 use crate::proto::{self, Call, CmdArgs, Reply};
@@ -248,7 +248,11 @@ impl Daemon {
         let addr = lease.address();
         let server = lease.grant.server_id;
         let expired = now >= lease.expires_at;
-        let how = if now >= lease.rebind_at { Extend::Rebind } else { Extend::Renew };
+        let how = if now >= lease.rebind_at {
+            Extend::Rebind
+        } else {
+            Extend::Renew
+        };
         let lifetimes = self.cfg.address_lifetimes;
         self.in_lease_ns(lease, move |iface| {
             let who = Self::identity(lease);
@@ -298,10 +302,17 @@ impl Daemon {
             };
             if stop {
                 let r = self.in_lease_ns(&lease, |iface| {
-                    client::release(iface, Self::identity(&lease), lease.address(), lease.grant.server_id)
+                    client::release(
+                        iface,
+                        Self::identity(&lease),
+                        lease.address(),
+                        lease.grant.server_id,
+                    )
                 });
                 match r {
-                    Ok(()) => tracing::info!(client_id = %cid, address = %lease.grant.address, "released lease"),
+                    Ok(()) => {
+                        tracing::info!(client_id = %cid, address = %lease.grant.address, "released lease")
+                    }
                     Err(e) => tracing::warn!(client_id = %cid, "failed to release DHCP lease: {e}"),
                 }
                 return;
@@ -313,7 +324,9 @@ impl Daemon {
                     self.finish_renew(slot, Err(why));
                     return;
                 }
-                Liveness::Unknown(why) => tracing::debug!(client_id = %cid, "liveness unknown: {why}"),
+                Liveness::Unknown(why) => {
+                    tracing::debug!(client_id = %cid, "liveness unknown: {why}")
+                }
                 Liveness::Alive => {}
             }
             let now = unix_now();
@@ -336,7 +349,10 @@ impl Daemon {
                 }
                 Ok(ext) => {
                     // A different address: the container's one is stale (reference: link down).
-                    let why = format!("server moved {} to {}", lease.grant.address, ext.grant.address);
+                    let why = format!(
+                        "server moved {} to {}",
+                        lease.grant.address, ext.grant.address
+                    );
                     tracing::warn!(client_id = %cid, "{why}; bringing interface down");
                     self.lose(&lease);
                     self.finish_renew(slot, Err(why));
@@ -351,7 +367,11 @@ impl Daemon {
                         return;
                     }
                     // RFC 2131 §4.4.5: retry after half the time left to the next boundary.
-                    let boundary = if now < lease.rebind_at { lease.rebind_at } else { lease.expires_at };
+                    let boundary = if now < lease.rebind_at {
+                        lease.rebind_at
+                    } else {
+                        lease.expires_at
+                    };
                     let wait = (boundary.saturating_sub(now) / 2).max(2);
                     tracing::warn!(client_id = %cid, "renewal failed: {e}; retrying in {wait}s");
                     retry_at = Some(now + wait);
@@ -455,7 +475,12 @@ impl Daemon {
         lease.bind(grant, unix_now());
         if let Err(e) = self.store.save(&lease) {
             let _ = self.in_lease_ns(&lease, |iface| {
-                client::release(iface, Self::identity(&lease), lease.address(), lease.grant.server_id)
+                client::release(
+                    iface,
+                    Self::identity(&lease),
+                    lease.address(),
+                    lease.grant.server_id,
+                )
             });
             return Err(e);
         }
@@ -481,7 +506,9 @@ impl Daemon {
     pub fn check(&self, args: &CmdArgs) -> Result<(), DhcpError> {
         let conf = NetConf::parse(args.stdin.as_bytes())?;
         let cid = client_id(&args.container_id, &conf.name, &args.ifname);
-        let slot = self.slot(&cid).ok_or_else(|| DhcpError::NoLease(cid.clone()))?;
+        let slot = self
+            .slot(&cid)
+            .ok_or_else(|| DhcpError::NoLease(cid.clone()))?;
         let l = lock(&slot.lease).clone();
         if l.expires_at <= unix_now() {
             return Err(DhcpError::NoLease(format!("{cid} (expired)")));
@@ -533,7 +560,9 @@ impl Daemon {
 
     /// Renew `cid` now and wait for the outcome (bounded by the exchange timeout).
     pub fn renew_now(&self, cid: &str) -> Result<serde_json::Value, DhcpError> {
-        let slot = self.slot(cid).ok_or_else(|| DhcpError::NoLease(cid.to_string()))?;
+        let slot = self
+            .slot(cid)
+            .ok_or_else(|| DhcpError::NoLease(cid.to_string()))?;
         let deadline = Instant::now() + self.cfg.timing.timeout * 3 + Duration::from_secs(5);
         let mut c = lock(&slot.ctl);
         c.renew_requested += 1;
@@ -542,7 +571,9 @@ impl Daemon {
         while c.renew_done < want {
             let now = Instant::now();
             if now >= deadline {
-                return Err(DhcpError::Daemon(format!("renewal of {cid} did not finish in time")));
+                return Err(DhcpError::Daemon(format!(
+                    "renewal of {cid} did not finish in time"
+                )));
             }
             c = slot
                 .cv
@@ -617,7 +648,10 @@ impl Daemon {
             };
             if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
                 active.fetch_sub(1, Ordering::SeqCst);
-                let _ = proto::send_reply(&stream, &Reply::err(CniError::try_again_later("DHCP daemon busy")));
+                let _ = proto::send_reply(
+                    &stream,
+                    &Reply::err(CniError::try_again_later("DHCP daemon busy")),
+                );
                 continue;
             }
             let (d, a) = (Arc::clone(self), Arc::clone(&active));
@@ -639,7 +673,9 @@ impl Daemon {
 /// The listening socket: systemd's (LISTEN_FDS=1) or a fresh one at `path`. A stale
 /// socket file (left by a killed daemon) is replaced; a live one is an error.
 pub fn listener(path: &Path) -> Result<UnixListener, DhcpError> {
-    let pid_ok = std::env::var("LISTEN_PID").ok().and_then(|p| p.parse::<u32>().ok())
+    let pid_ok = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
         == Some(std::process::id());
     if pid_ok {
         match std::env::var("LISTEN_FDS").as_deref() {
@@ -677,7 +713,8 @@ pub fn listener(path: &Path) -> Result<UnixListener, DhcpError> {
             }
         }
     }
-    UnixListener::bind(path).map_err(|e| DhcpError::io(format!("listening on {}", path.display()), e))
+    UnixListener::bind(path)
+        .map_err(|e| DhcpError::io(format!("listening on {}", path.display()), e))
 }
 
 /// The whole daemon: pidfile, restore, signals, serve.

@@ -6,11 +6,11 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod error;
+pub mod lease;
 pub mod lifetime;
 pub mod plugin;
 pub mod proto;
-pub mod error;
-pub mod lease;
 pub mod store;
 
 pub use error::DhcpError;

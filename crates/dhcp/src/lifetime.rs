@@ -35,7 +35,8 @@ pub fn refresh(index: u32, addr: Ipv4Net, secs: u32) -> Result<bool, DhcpError> 
     msg.header.index = index;
     let ip: Ipv4Addr = addr.addr();
     msg.attributes.push(AddressAttribute::Local(IpAddr::V4(ip)));
-    msg.attributes.push(AddressAttribute::Address(IpAddr::V4(ip)));
+    msg.attributes
+        .push(AddressAttribute::Address(IpAddr::V4(ip)));
     // Without IFA_BROADCAST a replace would clear the broadcast address `ip` had set.
     if addr.prefix_len() < 31 {
         msg.attributes
@@ -63,7 +64,9 @@ pub fn refresh(index: u32, addr: Ipv4Net, secs: u32) -> Result<bool, DhcpError> 
         .map_err(|e| nl_err("netlink connect", e))?;
     sock.send(&buf, 0).map_err(|e| nl_err("netlink send", e))?;
     let mut rx = vec![0u8; 8192];
-    let n = sock.recv(&mut &mut rx[..], 0).map_err(|e| nl_err("netlink recv", e))?;
+    let n = sock
+        .recv(&mut &mut rx[..], 0)
+        .map_err(|e| nl_err("netlink recv", e))?;
     let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(rx.get(..n).unwrap_or(&[]))
         .map_err(|e| nl_err("netlink decode", e))?;
     match reply.payload {

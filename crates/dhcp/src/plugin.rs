@@ -20,7 +20,9 @@ fn cmd_args(req: &Request) -> Result<CmdArgs, CniError> {
     // The daemon may run in another working directory (reference makes it absolute too).
     let netns = match &req.netns {
         Some(p) => std::path::absolute(p)
-            .map_err(|e| CniError::invalid_netns(format!("failed to make {p:?} an absolute path: {e}")))?
+            .map_err(|e| {
+                CniError::invalid_netns(format!("failed to make {p:?} an absolute path: {e}"))
+            })?
             .display()
             .to_string(),
         None => String::new(),
@@ -38,7 +40,11 @@ fn cmd_args(req: &Request) -> Result<CmdArgs, CniError> {
 }
 
 fn socket(req: &Request) -> Result<PathBuf, CniError> {
-    let conf = NetConf::parse(&req.stdin).map_err(|e| CniError::from(DhcpError::Config(format!("error obtaining socketPath: {e}"))))?;
+    let conf = NetConf::parse(&req.stdin).map_err(|e| {
+        CniError::from(DhcpError::Config(format!(
+            "error obtaining socketPath: {e}"
+        )))
+    })?;
     Ok(PathBuf::from(conf.socket_path()))
 }
 

@@ -151,7 +151,9 @@ pub fn call(path: &Path, call: &Call, timeout: Duration) -> Result<Reply, DhcpEr
     }
     let mut body = serde_json::to_vec(call).map_err(|e| proto(e.to_string()))?;
     body.push(b'\n');
-    stream.write_all(&body).map_err(|e| proto(format!("sending: {e}")))?;
+    stream
+        .write_all(&body)
+        .map_err(|e| proto(format!("sending: {e}")))?;
     let mut line = String::new();
     reader
         .take(MAX_BODY)
@@ -182,7 +184,10 @@ pub fn accept_call(stream: &UnixStream) -> std::io::Result<Option<Call>> {
     match serde_json::from_str::<Call>(&line) {
         Ok(c) => Ok(Some(c)),
         Err(e) => {
-            send_reply(stream, &Reply::err(CniError::decoding(format!("bad request: {e}"))))?;
+            send_reply(
+                stream,
+                &Reply::err(CniError::decoding(format!("bad request: {e}"))),
+            )?;
             Ok(None)
         }
     }

@@ -16,6 +16,9 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/cni/dhcp";
 const SUFFIX: &str = ".lease";
 const TMP_PREFIX: &str = ".tmp-";
 
+/// What [`Store::load_all`] found: parsed leases, and (path, reason) of unreadable files.
+pub type Loaded = (Vec<Lease>, Vec<(PathBuf, String)>);
+
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
@@ -141,7 +144,7 @@ impl Store {
 
     /// Every lease file: parsed leases, and the paths of files that did not parse.
     /// Temp files left by a crash mid-write are deleted.
-    pub fn load_all(&self) -> Result<(Vec<Lease>, Vec<(PathBuf, String)>), DhcpError> {
+    pub fn load_all(&self) -> Result<Loaded, DhcpError> {
         let rd = fs::read_dir(&self.dir)
             .map_err(|e| DhcpError::io(format!("listing {}", self.dir.display()), e))?;
         let mut leases = Vec::new();

@@ -109,7 +109,8 @@ impl Lab {
         let (host, lan) = uplink_pair(tag).unwrap();
         let mut l = lan.handle().unwrap();
         let up0 = l.link_by_name("up0").unwrap();
-        l.add_addr(up0.index, format!("{SERVER}/24").parse().unwrap()).unwrap();
+        l.add_addr(up0.index, format!("{SERVER}/24").parse().unwrap())
+            .unwrap();
         let socket = tmp.path().join("dhcp.sock");
         let state = tmp.path().join("state");
         let leasefile = tmp.path().join("dnsmasq.leases");
@@ -130,7 +131,8 @@ impl Lab {
 
     /// dnsmasq in the LAN namespace, DHCP only, 2-minute leases (its minimum).
     pub fn start_dnsmasq(&mut self) {
-        let mut cmd = macvnet_netlink::netns::command_in(&self.lan.ns, "/usr/sbin/dnsmasq").unwrap();
+        let mut cmd =
+            macvnet_netlink::netns::command_in(&self.lan.ns, "/usr/sbin/dnsmasq").unwrap();
         cmd.args([
             "--keep-in-foreground",
             "--no-daemon",
@@ -165,7 +167,11 @@ impl Lab {
         // dnsmasq binds its DHCP socket right away; give it a moment.
         std::thread::sleep(Duration::from_millis(300));
         let p = self.dnsmasq.as_mut().unwrap();
-        assert!(p.child.try_wait().unwrap().is_none(), "dnsmasq exited: {}", self.dnsmasq_log());
+        assert!(
+            p.child.try_wait().unwrap().is_none(),
+            "dnsmasq exited: {}",
+            self.dnsmasq_log()
+        );
     }
 
     pub fn dnsmasq_log(&self) -> String {
@@ -188,7 +194,10 @@ impl Lab {
             .arg("-socketpath")
             .arg(&self.socket)
             .arg(format!("-statedir={}", self.state.display()))
-            .arg(format!("-pidfile={}", self.tmp.path().join("dhcp.pid").display()))
+            .arg(format!(
+                "-pidfile={}",
+                self.tmp.path().join("dhcp.pid").display()
+            ))
             .args(["-timeout", "3s", "-resendtimeout", "8s", "-resendmax", "4s"])
             .args(extra)
             .env("RUST_LOG", "debug")
@@ -201,7 +210,13 @@ impl Lab {
         });
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if macvnet_dhcp::proto::call(&self.socket, &macvnet_dhcp::proto::Call::Status, Duration::from_secs(2)).is_ok() {
+            if macvnet_dhcp::proto::call(
+                &self.socket,
+                &macvnet_dhcp::proto::Call::Status,
+                Duration::from_secs(2),
+            )
+            .is_ok()
+            {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -252,9 +267,24 @@ impl Lab {
 
     /// Run the plugin binary `bin` for `cmd` on container `i`: (exit ok, stdout JSON).
     pub fn plugin_with(&self, bin: &str, cmd: &str, i: usize, conf: &str) -> (bool, Value) {
+        self.plugin_args(bin, cmd, i, conf, "")
+    }
+
+    /// [`Lab::plugin_with`] with CNI_ARGS.
+    pub fn plugin_args(
+        &self,
+        bin: &str,
+        cmd: &str,
+        i: usize,
+        conf: &str,
+        args: &str,
+    ) -> (bool, Value) {
         let mut c = Command::new(bin);
-        c.env_clear()
-            .env("CNI_COMMAND", cmd)
+        c.env_clear();
+        if !args.is_empty() {
+            c.env("CNI_ARGS", args);
+        }
+        c.env("CNI_COMMAND", cmd)
             .env("CNI_CONTAINERID", self.container_id(i))
             .env("CNI_NETNS", self.netns_path(i))
             .env("CNI_IFNAME", "eth0")
@@ -263,11 +293,19 @@ impl Lab {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = c.spawn().unwrap();
-        child.stdin.take().unwrap().write_all(conf.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(conf.as_bytes())
+            .unwrap();
         let out = child.wait_with_output().unwrap();
         let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         if !out.status.success() {
-            eprintln!("{cmd} on {i}: stderr {}", String::from_utf8_lossy(&out.stderr));
+            eprintln!(
+                "{cmd} on {i}: stderr {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         (out.status.success(), v)
     }
@@ -279,7 +317,12 @@ impl Lab {
     /// ADD that must succeed; returns the address ("198.18.0.x/24").
     pub fn add(&self, i: usize) -> String {
         let (ok, v) = self.plugin("ADD", i);
-        assert!(ok, "ADD {i} failed: {v}\ndaemon: {}\ndnsmasq: {}", self.daemon_log(), self.dnsmasq_log());
+        assert!(
+            ok,
+            "ADD {i} failed: {v}\ndaemon: {}\ndnsmasq: {}",
+            self.daemon_log(),
+            self.dnsmasq_log()
+        );
         v["ips"][0]["address"].as_str().unwrap().to_string()
     }
 
@@ -293,7 +336,15 @@ impl Lab {
     /// (valid_life_time, preferred_life_time) of `addr` on the container's eth0.
     pub fn lifetimes(&self, i: usize, addr: &str) -> Option<(u64, u64)> {
         let out = Command::new("ip")
-            .args(["-j", "-n", &self.containers[i].name, "addr", "show", "dev", "eth0"])
+            .args([
+                "-j",
+                "-n",
+                &self.containers[i].name,
+                "addr",
+                "show",
+                "dev",
+                "eth0",
+            ])
             .output()
             .unwrap();
         let v: Value = serde_json::from_slice(&out.stdout).ok()?;
@@ -301,11 +352,28 @@ impl Lab {
         for link in v.as_array()? {
             for a in link["addr_info"].as_array()? {
                 if a["local"] == ip {
-                    return Some((a["valid_life_time"].as_u64()?, a["preferred_life_time"].as_u64()?));
+                    return Some((
+                        a["valid_life_time"].as_u64()?,
+                        a["preferred_life_time"].as_u64()?,
+                    ));
                 }
             }
         }
         None
+    }
+
+    /// The host name dnsmasq recorded for `ip` ("*" for none).
+    pub fn server_hostname(&self, ip: &str) -> Option<String> {
+        let ip = ip.split('/').next().unwrap_or(ip);
+        std::fs::read_to_string(&self.leasefile)
+            .ok()?
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.get(2) == Some(&ip))
+                    .then(|| f.get(3).map(|s| s.to_string()))
+                    .flatten()
+            })
     }
 
     /// dnsmasq's lease file: (expiry, mac, ip, client-id) per line.
@@ -315,7 +383,12 @@ impl Lab {
             .lines()
             .filter_map(|l| {
                 let f: Vec<&str> = l.split_whitespace().collect();
-                Some((f.first()?.parse().ok()?, f.get(1)?.to_string(), f.get(2)?.to_string(), f.get(4)?.to_string()))
+                Some((
+                    f.first()?.parse().ok()?,
+                    f.get(1)?.to_string(),
+                    f.get(2)?.to_string(),
+                    f.get(4)?.to_string(),
+                ))
             })
             .collect()
     }
@@ -327,7 +400,9 @@ impl Lab {
 
     /// Our persisted lease of container `i`.
     pub fn stored(&self, i: usize) -> Option<Value> {
-        let p = self.state.join(macvnet_dhcp::store::file_name(&self.client_id(i)));
+        let p = self
+            .state
+            .join(macvnet_dhcp::store::file_name(&self.client_id(i)));
         serde_json::from_slice(&std::fs::read(p).ok()?).ok()
     }
 
@@ -335,7 +410,9 @@ impl Lab {
     pub fn renew(&self, i: usize) -> Result<Value, String> {
         let r = macvnet_dhcp::proto::call(
             &self.socket,
-            &macvnet_dhcp::proto::Call::Renew { client_id: self.client_id(i) },
+            &macvnet_dhcp::proto::Call::Renew {
+                client_id: self.client_id(i),
+            },
             Duration::from_secs(30),
         )
         .map_err(|e| e.to_string())?;
@@ -346,9 +423,13 @@ impl Lab {
     }
 
     pub fn list(&self) -> Value {
-        macvnet_dhcp::proto::call(&self.socket, &macvnet_dhcp::proto::Call::List, Duration::from_secs(10))
-            .unwrap()
-            .result
+        macvnet_dhcp::proto::call(
+            &self.socket,
+            &macvnet_dhcp::proto::Call::List,
+            Duration::from_secs(10),
+        )
+        .unwrap()
+        .result
     }
 }
 
