@@ -680,11 +680,3 @@ mod tests {
         assert!(matches!(grant_of(&ack, z), Err(DhcpError::NoMask { .. })));
     }
 }
-
-/// The outcome of extending a lease.
-#[derive(Debug, Clone)]
-pub struct Extended {
-    pub grant: Grant,
-    /// The lease time was put on the address on the link.
-    pub on_link: bool,
-}

@@ -26,6 +26,9 @@ use crate::DhcpError;
 const MAX_CONNECTIONS: usize = 512;
 /// Maintenance threads look at their namespace at least this often.
 const LIVENESS_PERIOD: Duration = Duration::from_secs(30);
+/// How long after binding (or a restart) the daemon watches for the runtime putting the
+/// leased address on the link, to give it the lease's lifetime.
+const ADOPT_WINDOW: Duration = Duration::from_secs(30);
 /// The version CNI results travel in between daemon and plugin.
 const WIRE_VERSION: &str = "1.1.0";
 
@@ -50,7 +53,60 @@ struct Ctl {
     wake: bool,
     renew_requested: u64,
     renew_done: u64,
+    /// The step a forced renewal should take (None: whatever is due, else renew).
+    renew_step: Option<Step>,
     last_renew: Option<Result<(), String>>,
+}
+
+/// A maintenance step (RFC 2131 §4.4.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Step {
+    /// From T1: unicast REQUEST to the server that granted the lease.
+    Renew,
+    /// From T2: broadcast REQUEST to any server.
+    Rebind,
+    /// At expiry: DISCOVER again, asking for the old address.
+    Reacquire,
+}
+
+/// What [`Daemon::extend`] achieved.
+#[derive(Debug, Clone)]
+struct Extended {
+    grant: crate::lease::Grant,
+    /// "renew", "rebind", "reboot" (INIT-REBOOT) or "acquire".
+    method: &'static str,
+    /// The lease time is now on the address on the link.
+    lifetime_set: bool,
+}
+
+/// The step due at `now`, or `Err(when)` the next one is due. `retry_at` overrides T1
+/// after a failure.
+pub fn plan(lease: &Lease, now: u64, retry_at: Option<u64>) -> Result<Step, u64> {
+    let due = retry_at.unwrap_or(lease.renew_at);
+    if now < due {
+        return Err(due);
+    }
+    Ok(if now >= lease.expires_at {
+        Step::Reacquire
+    } else if now >= lease.rebind_at {
+        Step::Rebind
+    } else {
+        Step::Renew
+    })
+}
+
+/// When to try again after `step` failed at `now` (RFC 2131 §4.4.5: half the time left
+/// to the next boundary; at least 2 s here). Renewal retries never sleep past T2, and a
+/// renewal that ran into T2 is followed by a rebind at once.
+pub fn retry_after_failure(lease: &Lease, step: Step, now: u64) -> u64 {
+    if now < lease.rebind_at {
+        (now + ((lease.rebind_at - now) / 2).max(2)).min(lease.rebind_at)
+    } else if step == Step::Renew {
+        now
+    } else {
+        now + (lease.expires_at.saturating_sub(now) / 2).max(2)
+    }
 }
 
 #[derive(Debug)]
@@ -242,46 +298,73 @@ impl Daemon {
         }
     }
 
-    /// One extension attempt (renew, rebind or re-acquire) on the lease's interface.
-    fn extend(&self, lease: &Lease, now: u64) -> Result<client::Extended, DhcpError> {
+    /// One extension attempt on the lease's interface. Renew/rebind use ciaddr when the
+    /// address is on the link; without it (no one would answer the server's ARP for
+    /// ciaddr) they fall back to INIT-REBOOT. Re-acquiring asks for the old address.
+    fn extend(&self, lease: &Lease, step: Step) -> Result<Extended, DhcpError> {
         let timing = self.timing_for(lease);
         let addr = lease.address();
         let server = lease.grant.server_id;
-        let expired = now >= lease.expires_at;
-        let how = if now >= lease.rebind_at {
-            Extend::Rebind
-        } else {
-            Extend::Renew
-        };
         let lifetimes = self.cfg.address_lifetimes;
         self.in_lease_ns(lease, move |iface| {
             let who = Self::identity(lease);
-            let grant = if expired {
-                // Back to INIT, asking for the old address (one acquisition round).
-                let short = Timing {
-                    resend_timeout: timing.timeout,
-                    ..timing
-                };
-                client::acquire(iface, who, &short, Some(addr))?
-            } else if client::has_address(iface.index, addr) {
-                client::extend(iface, who, &timing, how, addr, server)?
-            } else {
-                client::extend(iface, who, &timing, Extend::Reboot, addr, server)?
+            let on_link = client::has_address(iface.index, addr);
+            let (grant, method) = match step {
+                Step::Reacquire => {
+                    // One acquisition round only: a stop request must not wait minutes.
+                    let short = Timing {
+                        resend_timeout: timing.timeout,
+                        ..timing
+                    };
+                    (client::acquire(iface, who, &short, Some(addr))?, "acquire")
+                }
+                _ if !on_link => (
+                    client::extend(iface, who, &timing, Extend::Reboot, addr, server)?,
+                    "reboot",
+                ),
+                Step::Renew => (
+                    client::extend(iface, who, &timing, Extend::Renew, addr, server)?,
+                    "renew",
+                ),
+                Step::Rebind => (
+                    client::extend(iface, who, &timing, Extend::Rebind, addr, server)?,
+                    "rebind",
+                ),
             };
-            let on_link = lifetimes
+            let lifetime_set = lifetimes
                 && grant.address == lease.grant.address
                 && crate::lifetime::refresh(iface.index, grant.address, grant.lease_secs)
                     .unwrap_or_else(|e| {
                         tracing::warn!(ifname = %iface.name, "address lifetime: {e}");
                         false
                     });
-            Ok(client::Extended { grant, on_link })
+            Ok(Extended {
+                grant,
+                method,
+                lifetime_set,
+            })
         })
+    }
+
+    /// Give the leased address the time left on the lease, once the runtime's main plugin
+    /// has put it on the link. `true` when done.
+    fn adopt_address(&self, lease: &Lease) -> bool {
+        let left = u32::try_from(lease.remaining(unix_now()).as_secs()).unwrap_or(u32::MAX);
+        let addr = lease.grant.address;
+        self.in_lease_ns(lease, move |iface| {
+            crate::lifetime::refresh(iface.index, addr, left)
+        })
+        .unwrap_or(false)
     }
 
     fn maintain(&self, slot: &Arc<Slot>) {
         let mut retry_at: Option<u64> = None;
         let cid = lock(&slot.lease).client_id.clone();
+        // Watch for the address appearing on the link for a while after binding/restart.
+        let mut adopt_until = self
+            .cfg
+            .address_lifetimes
+            .then(|| Instant::now() + ADOPT_WINDOW);
         // Ends on stop, or when the lease is gone/lost; every wait is bounded.
         loop {
             let lease = lock(&slot.lease).clone();
@@ -290,7 +373,10 @@ impl Daemon {
             let (stop, forced) = {
                 let mut c = lock(&slot.ctl);
                 if !c.stop && !c.wake && c.renew_requested == c.renew_done && now < due {
-                    let wait = Duration::from_secs(due - now).min(LIVENESS_PERIOD);
+                    let mut wait = Duration::from_secs(due - now).min(LIVENESS_PERIOD);
+                    if adopt_until.is_some() {
+                        wait = wait.min(Duration::from_secs(1));
+                    }
                     c = slot
                         .cv
                         .wait_timeout(c, wait)
@@ -298,7 +384,8 @@ impl Daemon {
                         .unwrap_or_else(|p| p.into_inner().0);
                 }
                 c.wake = false;
-                (c.stop, c.renew_requested > c.renew_done)
+                let forced = (c.renew_requested > c.renew_done).then(|| c.renew_step);
+                (c.stop, forced)
             };
             if stop {
                 let r = self.in_lease_ns(&lease, |iface| {
@@ -329,21 +416,36 @@ impl Daemon {
                 }
                 Liveness::Alive => {}
             }
-            let now = unix_now();
-            if !forced && now < retry_at.unwrap_or(lease.renew_at) {
-                continue;
+            if let Some(until) = adopt_until {
+                if self.adopt_address(&lease) {
+                    tracing::info!(client_id = %cid, address = %lease.grant.address, "address on the link now expires with the lease");
+                    adopt_until = None;
+                } else if Instant::now() >= until {
+                    adopt_until = None;
+                }
             }
-            let result = self.extend(&lease, now);
-            let outcome = match result {
+            let now = unix_now();
+            let step = match (forced, plan(&lease, now, retry_at)) {
+                (Some(Some(step)), _) => step,
+                (Some(None), Ok(step)) => step,
+                (Some(None), Err(_)) => Step::Renew,
+                (None, Ok(step)) => step,
+                (None, Err(_)) => continue,
+            };
+            let outcome = match self.extend(&lease, step) {
                 Ok(ext) if ext.grant.address == lease.grant.address => {
                     let mut l = lock(&slot.lease);
                     l.bind(ext.grant, unix_now());
+                    l.last_step = ext.method.to_string();
                     let saved = self.store.save(&l);
                     tracing::info!(
-                        client_id = %cid, address = %l.grant.address, lease_secs = l.grant.lease_secs,
-                        on_link = ext.on_link, "lease renewed, expiration in {}s",
+                        client_id = %cid, address = %l.grant.address, method = ext.method,
+                        lifetime_set = ext.lifetime_set, "lease extended, expiration in {}s",
                         l.expires_at.saturating_sub(unix_now())
                     );
+                    if ext.lifetime_set {
+                        adopt_until = None;
+                    }
                     retry_at = None;
                     saved.map_err(|e| e.to_string())
                 }
@@ -360,25 +462,19 @@ impl Daemon {
                 }
                 Err(e) => {
                     let now = unix_now();
-                    if now >= lease.expires_at && !forced {
+                    if now >= lease.expires_at && forced.is_none() {
                         tracing::warn!(client_id = %cid, "lease expired ({e}), bringing interface down");
                         self.lose(&lease);
                         self.finish_renew(slot, Err(e.to_string()));
                         return;
                     }
-                    // RFC 2131 §4.4.5: retry after half the time left to the next boundary.
-                    let boundary = if now < lease.rebind_at {
-                        lease.rebind_at
-                    } else {
-                        lease.expires_at
-                    };
-                    let wait = (boundary.saturating_sub(now) / 2).max(2);
-                    tracing::warn!(client_id = %cid, "renewal failed: {e}; retrying in {wait}s");
-                    retry_at = Some(now + wait);
+                    let next = retry_after_failure(&lease, step, now);
+                    tracing::warn!(client_id = %cid, ?step, "extending the lease failed: {e}; next try in {}s", next.saturating_sub(now));
+                    retry_at = Some(next);
                     Err(e.to_string())
                 }
             };
-            if forced {
+            if forced.is_some() {
                 self.finish_renew(slot, outcome);
             }
         }
@@ -461,6 +557,7 @@ impl Daemon {
             options,
             priority: ipam.priority,
             broadcast: self.cfg.timing.broadcast,
+            last_step: String::new(),
         };
         tracing::info!(client_id = %cid, "acquiring lease");
         let timing = self.timing_for(&lease);
@@ -559,13 +656,14 @@ impl Daemon {
     }
 
     /// Renew `cid` now and wait for the outcome (bounded by the exchange timeout).
-    pub fn renew_now(&self, cid: &str) -> Result<serde_json::Value, DhcpError> {
+    pub fn renew_now(&self, cid: &str, step: Option<Step>) -> Result<serde_json::Value, DhcpError> {
         let slot = self
             .slot(cid)
             .ok_or_else(|| DhcpError::NoLease(cid.to_string()))?;
         let deadline = Instant::now() + self.cfg.timing.timeout * 3 + Duration::from_secs(5);
         let mut c = lock(&slot.ctl);
         c.renew_requested += 1;
+        c.renew_step = step;
         let want = c.renew_requested;
         slot.cv.notify_all();
         while c.renew_done < want {
@@ -607,7 +705,7 @@ impl Daemon {
             Call::Check(a) => self.check(&a).map(|()| serde_json::Value::Null),
             Call::Gc(a) => self.gc(&a).map(|n| serde_json::json!({ "dropped": n })),
             Call::Status => Ok(serde_json::json!({ "leases": lock(&self.leases).len() })),
-            Call::Renew { client_id } => self.renew_now(&client_id),
+            Call::Renew { client_id, step } => self.renew_now(&client_id, step),
             Call::List => Ok(self.list()),
         };
         match r {
@@ -758,4 +856,47 @@ pub fn run(cfg: DaemonConfig) -> Result<(), DhcpError> {
         })
         .map_err(|e| DhcpError::io("spawning the signal thread", e))?;
     daemon.serve(listener)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn lease(bound: u64) -> Lease {
+        let grant = crate::lease::Grant {
+            address: "198.18.0.5/24".parse().unwrap(),
+            server_id: std::net::Ipv4Addr::new(198, 18, 0, 1),
+            gateway: None,
+            routes: Vec::new(),
+            lease_secs: 120,
+            t1_secs: 60,
+            t2_secs: 105,
+        };
+        let mut l: Lease = serde_json::from_value(serde_json::json!({
+            "clientId": "c/n/eth0", "containerId": "c", "network": "n", "ifname": "eth0",
+            "netns": "/x", "netnsId": [0, 0], "mac": "", "grant": grant,
+            "boundAt": 0, "renewAt": 0, "rebindAt": 0, "expiresAt": 0, "options": {"provide": {}, "request": []}
+        }))
+        .unwrap();
+        l.bind(grant, bound);
+        l
+    }
+
+    #[test]
+    fn schedule_follows_rfc_2131() {
+        let l = lease(1000);
+        assert_eq!(plan(&l, 1000, None), Err(1060));
+        assert_eq!(plan(&l, 1060, None), Ok(Step::Renew));
+        assert_eq!(plan(&l, 1105, None), Ok(Step::Rebind));
+        assert_eq!(plan(&l, 1120, None), Ok(Step::Reacquire));
+        assert_eq!(plan(&l, 1070, Some(1080)), Err(1080));
+        // Renewal failures retry at half the way to T2, never past it.
+        assert_eq!(retry_after_failure(&l, Step::Renew, 1063), 1084);
+        assert_eq!(retry_after_failure(&l, Step::Renew, 1104), 1105);
+        // A renewal that ran into T2 rebinds at once; rebinding waits half the rest.
+        assert_eq!(retry_after_failure(&l, Step::Renew, 1106), 1106);
+        assert_eq!(retry_after_failure(&l, Step::Rebind, 1108), 1114);
+        assert_eq!(retry_after_failure(&l, Step::Rebind, 1119), 1121);
+    }
 }

@@ -60,6 +60,9 @@ pub struct Lease {
     pub priority: u32,
     #[serde(default)]
     pub broadcast: bool,
+    /// How the lease was last extended: "renew", "rebind", "reboot", "acquire" ("" = never).
+    #[serde(default)]
+    pub last_step: String,
 }
 
 pub fn unix_now() -> u64 {

@@ -63,6 +63,9 @@ pub enum Call {
     Renew {
         #[serde(rename = "clientID")]
         client_id: String,
+        /// Force this step (default: whatever is due, else renew).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        step: Option<crate::daemon::Step>,
     },
     /// Every lease the daemon maintains.
     List,

@@ -334,3 +334,73 @@ fn provide_and_request_options_reach_the_server() {
             .0
     );
 }
+
+#[test]
+fn every_extension_method_works_against_dnsmasq() {
+    if !can_run("every_extension_method_works_against_dnsmasq") {
+        return;
+    }
+    use macvnet_dhcp::daemon::Step;
+    let mut lab = Lab::new("dh-steps");
+    lab.start_dnsmasq();
+    lab.start_daemon(&[]);
+    let c = lab.add_container("c");
+    let addr = lab.add(c);
+    lab.configure(c, &addr);
+    // Shortly after the runtime configures it, the address carries the lease's lifetime.
+    assert!(
+        wait_for(Duration::from_secs(5), || lab
+            .lifetimes(c, &addr)
+            .is_some_and(|(v, _)| v <= 120)),
+        "{:?}\n{}",
+        lab.lifetimes(c, &addr),
+        lab.daemon_log()
+    );
+    for (step, method) in [
+        (Some(Step::Renew), "renew"),
+        (Some(Step::Rebind), "rebind"),
+        (Some(Step::Reacquire), "acquire"),
+    ] {
+        let l = lab
+            .renew_step(c, step)
+            .unwrap_or_else(|e| panic!("{step:?}: {e}\n{}", lab.daemon_log()));
+        assert_eq!(l["lastStep"], method);
+        assert_eq!(l["grant"]["address"], addr.as_str(), "{step:?}");
+    }
+    // Without the address on the link, renewing falls back to INIT-REBOOT.
+    let mut h = lab.containers[c].handle().unwrap();
+    let eth0 = h.link_by_name("eth0").unwrap();
+    h.del_addr(eth0.index, addr.parse().unwrap()).unwrap();
+    let l = lab.renew(c).unwrap();
+    assert_eq!(l["lastStep"], "reboot");
+    assert_eq!(l["grant"]["address"], addr.as_str());
+    assert!(lab.plugin("DEL", c).0);
+    assert!(wait_for(Duration::from_secs(5), || lab
+        .server_leases()
+        .is_empty()));
+}
+
+#[test]
+fn sigterm_cleans_socket_and_pidfile_but_keeps_leases() {
+    if !can_run("sigterm_cleans_socket_and_pidfile_but_keeps_leases") {
+        return;
+    }
+    let mut lab = Lab::new("dh-term");
+    lab.start_dnsmasq();
+    lab.start_daemon(&[]);
+    let pidfile = lab.tmp.path().join("dhcp.pid");
+    let pid = lab.daemon.as_ref().unwrap().pid();
+    assert_eq!(std::fs::read_to_string(&pidfile).unwrap(), pid.to_string());
+    let c = lab.add_container("c");
+    let addr = lab.add(c);
+    lab.daemon.as_mut().unwrap().kill(nix::sys::signal::Signal::SIGTERM);
+    let status = lab.daemon.as_mut().unwrap().child.try_wait().unwrap();
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    assert!(!lab.socket.exists() && !pidfile.exists());
+    assert!(lab.stored(c).is_some());
+    // The server still holds the lease (no release on shutdown, as the reference).
+    assert!(lab.server_lease_of(&addr).is_some());
+    lab.start_daemon(&[]);
+    assert_eq!(lab.add(c), addr, "ADD after restart returns the kept lease");
+    assert!(lab.plugin("DEL", c).0);
+}

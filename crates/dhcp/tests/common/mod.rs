@@ -408,10 +408,20 @@ impl Lab {
 
     /// Force a renewal through the daemon's hook.
     pub fn renew(&self, i: usize) -> Result<Value, String> {
+        self.renew_step(i, None)
+    }
+
+    /// Force a given maintenance step through the daemon's hook.
+    pub fn renew_step(
+        &self,
+        i: usize,
+        step: Option<macvnet_dhcp::daemon::Step>,
+    ) -> Result<Value, String> {
         let r = macvnet_dhcp::proto::call(
             &self.socket,
             &macvnet_dhcp::proto::Call::Renew {
                 client_id: self.client_id(i),
+                step,
             },
             Duration::from_secs(30),
         )
