@@ -66,13 +66,14 @@ pub struct Identity<'a> {
     pub options: &'a LeaseOptions,
 }
 
-/// Look up `ifname` in the current namespace and bring it up if down (as the reference does).
-pub fn iface(ifname: &str) -> Result<Iface, DhcpError> {
+/// Look up `ifname` in the current namespace; with `bring_up`, set it up if it is down
+/// (the reference does before acquiring).
+pub fn iface(ifname: &str, bring_up: bool) -> Result<Iface, DhcpError> {
     let mut h = Handle::current().map_err(|e| DhcpError::netlink("opening netlink", e))?;
     let link = h
         .link_by_name(ifname)
         .map_err(|e| DhcpError::netlink(format!("error looking up {ifname:?}"), e))?;
-    if !link.up {
+    if bring_up && !link.up {
         let change = LinkChange {
             up: Some(true),
             ..Default::default()

@@ -171,6 +171,16 @@ impl Daemon {
         lease: &Lease,
         f: impl FnOnce(&Iface) -> Result<T, DhcpError> + Send,
     ) -> Result<T, DhcpError> {
+        self.in_lease_ns_up(lease, false, f)
+    }
+
+    /// [`Daemon::in_lease_ns`], setting the interface up first when `bring_up`.
+    fn in_lease_ns_up<T: Send>(
+        &self,
+        lease: &Lease,
+        bring_up: bool,
+        f: impl FnOnce(&Iface) -> Result<T, DhcpError> + Send,
+    ) -> Result<T, DhcpError> {
         let ns = self.netns_ref(&lease.netns);
         match ns.id() {
             Ok(id) if id == lease.netns_id => {}
@@ -179,7 +189,7 @@ impl Daemon {
         let ifname = lease.ifname.clone();
         let netns_label = lease.netns.clone();
         netns::run_in(&ns, move || {
-            let iface = client::iface(&ifname).map_err(|e| match e {
+            let iface = client::iface(&ifname, bring_up).map_err(|e| match e {
                 DhcpError::Netlink { ref source, .. } if source.is_not_found() => {
                     DhcpError::LinkGone {
                         ifname: ifname.clone(),
@@ -563,7 +573,7 @@ impl Daemon {
         let timing = self.timing_for(&lease);
         let (grant, mac) = {
             let l = &lease;
-            self.in_lease_ns(l, move |iface| {
+            self.in_lease_ns_up(l, true, move |iface| {
                 let g = client::acquire(iface, Self::identity(l), &timing, None)?;
                 Ok((g, macvnet_netlink::MacAddr(iface.mac).to_string()))
             })?

@@ -393,7 +393,10 @@ fn sigterm_cleans_socket_and_pidfile_but_keeps_leases() {
     assert_eq!(std::fs::read_to_string(&pidfile).unwrap(), pid.to_string());
     let c = lab.add_container("c");
     let addr = lab.add(c);
-    lab.daemon.as_mut().unwrap().kill(nix::sys::signal::Signal::SIGTERM);
+    lab.daemon
+        .as_mut()
+        .unwrap()
+        .kill(nix::sys::signal::Signal::SIGTERM);
     let status = lab.daemon.as_mut().unwrap().child.try_wait().unwrap();
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
     assert!(!lab.socket.exists() && !pidfile.exists());
