@@ -10,8 +10,10 @@
 //! and after removal nothing of ours is left: links, leases, cache entries,
 //! netns mounts, cgroups, runc state, processes.
 //!
-//! Run once with our plugins (the package's `macvlan`/`host-local` bins) and
-//! once, as a control, with the reference plugins in /usr/lib/cni.
+//! Dual-stack (198.18.0.0/15 and 2001:db8::/32 ranges). Run with our plugins
+//! (the package's `macvlan`/`host-local` bins) for conflist versions 1.0.0
+//! and 0.4.0 (podman 4.3's libcni speaks up to 1.0.0), and, as a control, with
+//! the reference plugins in /usr/lib/cni.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -36,16 +38,65 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Containers end on their own after this even if the test is killed.
 const CONTAINER_LIFETIME_SECS: u32 = 90;
 
+/// A conflist version and its two ranges; distinct per test so parallel runs
+/// are easy to tell apart.
+struct Variant {
+    cni_version: &'static str,
+    v4: &'static str,
+    v6: &'static str,
+}
+
 #[test]
 fn podman_cni_with_our_plugins() {
     let test = "podman_cni_with_our_plugins";
-    // Set by cargo for integration tests once the package has these bins.
+    if let Some(dir) = our_plugin_dir(test) {
+        let variant = Variant {
+            cni_version: "1.0.0",
+            v4: "198.19.61.0/24",
+            v6: "2001:db8:61::/64",
+        };
+        exercise(test, "ours", &dir, &variant);
+    }
+}
+
+#[test]
+fn podman_cni_with_our_plugins_cni_0_4_0() {
+    let test = "podman_cni_with_our_plugins_cni_0_4_0";
+    if let Some(dir) = our_plugin_dir(test) {
+        let variant = Variant {
+            cni_version: "0.4.0",
+            v4: "198.19.63.0/24",
+            v6: "2001:db8:63::/64",
+        };
+        exercise(test, "ours040", &dir, &variant);
+    }
+}
+
+#[test]
+fn podman_cni_with_reference_plugins() {
+    let variant = Variant {
+        cni_version: "1.0.0",
+        v4: "198.19.62.0/24",
+        v6: "2001:db8:62::/64",
+    };
+    exercise(
+        "podman_cni_with_reference_plugins",
+        "ref",
+        Path::new(REFERENCE_DIR),
+        &variant,
+    );
+}
+
+/// The dir of this package's `macvlan` and `host-local` bins (cargo sets
+/// CARGO_BIN_EXE_* for integration tests); None, after printing why, before
+/// the package has them.
+fn our_plugin_dir(test: &str) -> Option<PathBuf> {
     let (Some(macvlan), Some(host_local)) = (
         option_env!("CARGO_BIN_EXE_macvlan"),
         option_env!("CARGO_BIN_EXE_host-local"),
     ) else {
         eprintln!("SKIP {test}: the macvnet-plugins package has no macvlan/host-local bins yet");
-        return;
+        return None;
     };
     let dir = Path::new(macvlan).parent().unwrap().to_path_buf();
     assert_eq!(
@@ -53,21 +104,18 @@ fn podman_cni_with_our_plugins() {
         Some(dir.as_path()),
         "macvlan and host-local must share one plugin dir"
     );
-    exercise(test, "ours", &dir, "198.19.61.0/24");
+    Some(dir)
 }
 
-#[test]
-fn podman_cni_with_reference_plugins() {
-    exercise(
-        "podman_cni_with_reference_plugins",
-        "ref",
-        Path::new(REFERENCE_DIR),
-        "198.19.62.0/24",
-    );
+/// Both ranges of the network under test.
+#[derive(Clone, Copy)]
+struct Subnets {
+    v4: ipnet::Ipv4Net,
+    v6: ipnet::Ipv6Net,
 }
 
 /// The whole flow against the plugins in `plugin_dir`.
-fn exercise(test: &str, tag: &str, plugin_dir: &Path, subnet: &str) {
+fn exercise(test: &str, tag: &str, plugin_dir: &Path, variant: &Variant) {
     let tools = match prerequisites(plugin_dir) {
         Ok(t) => t,
         Err(reason) => {
@@ -76,8 +124,11 @@ fn exercise(test: &str, tag: &str, plugin_dir: &Path, subnet: &str) {
         }
     };
     let started = Instant::now();
-    let subnet: ipnet::Ipv4Net = subnet.parse().unwrap();
-    let mut env = PodmanEnv::new(tag, tools, plugin_dir, subnet);
+    let subnet = Subnets {
+        v4: variant.v4.parse().unwrap(),
+        v6: variant.v6.parse().unwrap(),
+    };
+    let mut env = PodmanEnv::new(tag, tools, plugin_dir, variant.cni_version, subnet);
     let net = env.net.clone();
 
     // Podman parsed our conflist as a macvlan network on the test ns's eth0.
@@ -87,19 +138,24 @@ fn exercise(test: &str, tag: &str, plugin_dir: &Path, subnet: &str) {
     assert_eq!(info["driver"], "macvlan", "network inspect: {info}");
     assert_eq!(info["network_interface"], "eth0", "network inspect: {info}");
     assert_eq!(
-        info["subnets"][0]["subnet"],
-        subnet.to_string(),
+        (&info["subnets"][0]["subnet"], &info["subnets"][1]["subnet"]),
+        (&Value::from(variant.v4), &Value::from(variant.v6)),
         "network inspect: {info}"
     );
+    assert_eq!(info["ipv6_enabled"], true, "network inspect: {info}");
 
     let a = env.run_container("a", &[]);
     // b asks for its address and MAC; podman passes them as CNI_ARGS IP= and MAC=.
-    let b_ip = subnet.hosts().nth(49).unwrap().to_string();
+    let b_ip = subnet.v4.hosts().nth(49).unwrap().to_string();
     let b_mac = "02:00:c6:13:3d:32";
     let b = env.run_container("b", &["--ip", &b_ip, "--mac-address", b_mac]);
     let a_index = check_attachment(&env, &a, subnet);
     check_attachment(&env, &b, subnet);
-    assert_ne!(a.ip, b.ip, "both containers got the same address");
+    assert_ne!(
+        (a.ip, a.ip6),
+        (b.ip, b.ip6),
+        "both containers got the same address"
+    );
     assert_eq!(
         (b.ip.to_string(), b.mac.as_str()),
         (b_ip, b_mac),
@@ -114,9 +170,9 @@ fn exercise(test: &str, tag: &str, plugin_dir: &Path, subnet: &str) {
     let a2_index = check_attachment(&env, &a2, subnet);
     assert_ne!(a2_index, a_index, "reload did not recreate a's eth0");
     assert_eq!(
-        (a2.ip, &a2.mac),
-        (a.ip, &a.mac),
-        "reload changed a's address or MAC"
+        (a2.ip, a2.ip6, &a2.mac),
+        (a.ip, a.ip6, &a.mac),
+        "reload changed a's addresses or MAC"
     );
     ping(&env, &a2, &b);
 
@@ -146,30 +202,35 @@ fn exercise(test: &str, tag: &str, plugin_dir: &Path, subnet: &str) {
     );
 }
 
-/// busybox ping from one container to the other's address (2 of 2 answered).
+/// busybox ping from one container to the other's addresses, IPv4 and IPv6
+/// (2 of 2 answered each).
 fn ping(env: &PodmanEnv, from: &Container, to: &Container) {
-    let target = to.ip.to_string();
-    let out = env.podman(&["exec", &from.id, "ping", "-c", "2", "-w", "5", &target]);
-    assert!(
-        out.ok && out.stdout.contains("2 packets received"),
-        "ping {} {} -> {} {}: {}\n{}",
-        from.name,
-        from.ip,
-        to.name,
-        to.ip,
-        out.stdout,
-        out.stderr
-    );
+    for target in [to.ip.to_string(), to.ip6.to_string()] {
+        let out = env.podman(&[
+            "exec", &from.id, "ping", "-A", "-c", "2", "-w", "5", &target,
+        ]);
+        assert!(
+            out.ok && out.stdout.contains("2 packets received"),
+            "ping {} -> {} {target}: {}\n{}",
+            from.name,
+            to.name,
+            out.stdout,
+            out.stderr
+        );
+    }
 }
 
 /// What podman, the containers and libcni report for one attachment agrees
 /// with the kernel and with the host-local store. Returns eth0's ifindex.
-fn check_attachment(env: &PodmanEnv, c: &Container, subnet: ipnet::Ipv4Net) -> u32 {
+fn check_attachment(env: &PodmanEnv, c: &Container, subnet: Subnets) -> u32 {
     assert!(
-        subnet.contains(&c.ip),
-        "{} got {} outside {subnet}",
+        subnet.v4.contains(&c.ip) && subnet.v6.contains(&c.ip6),
+        "{} got {} and {} outside {} and {}",
         c.name,
-        c.ip
+        c.ip,
+        c.ip6,
+        subnet.v4,
+        subnet.v6
     );
 
     // The kernel view of the container's eth0.
@@ -195,33 +256,56 @@ fn check_attachment(env: &PodmanEnv, c: &Container, subnet: ipnet::Ipv4Net) -> u
         c.name
     );
     let addrs = h.addrs(Some(eth0.index)).unwrap();
-    let want = ipnet::IpNet::V4(ipnet::Ipv4Net::new(c.ip, subnet.prefix_len()).unwrap());
-    assert!(
-        addrs.iter().any(|a| a.addr == want),
-        "{}: kernel has {addrs:?}, podman says {want}",
-        c.name
-    );
+    let want = [
+        ipnet::IpNet::V4(ipnet::Ipv4Net::new(c.ip, subnet.v4.prefix_len()).unwrap()),
+        ipnet::IpNet::V6(ipnet::Ipv6Net::new(c.ip6, subnet.v6.prefix_len()).unwrap()),
+    ];
+    for w in want {
+        // Settled: the reference plugin waits out DAD before returning.
+        assert!(
+            addrs
+                .iter()
+                .any(|a| a.addr == w && !a.tentative && !a.dad_failed),
+            "{}: kernel has {addrs:?}, podman says {w} (settled)",
+            c.name
+        );
+    }
 
-    // host-local's lease: a file named by the address holding the container id.
-    let lease = env.ipam_dir.join(&env.net).join(c.ip.to_string());
-    let held = fs::read_to_string(&lease).unwrap_or_default();
-    assert!(
-        held.starts_with(&c.id),
-        "{}: lease {} holds {held:?}",
-        c.name,
-        lease.display()
-    );
+    // host-local's leases: files named by the address holding the container id.
+    for ip in [c.ip.to_string(), c.ip6.to_string()] {
+        let lease = env.ipam_dir.join(&env.net).join(ip);
+        let held = fs::read_to_string(&lease).unwrap_or_default();
+        assert!(
+            held.starts_with(&c.id),
+            "{}: lease {} holds {held:?}",
+            c.name,
+            lease.display()
+        );
+    }
 
     // libcni cached the plugin's result under <net>-<id>-<ifname>.
     let cache = Path::new(CNI_RESULTS_DIR).join(format!("{}-{}-eth0", env.net, c.id));
     let cached: Value = serde_json::from_str(&fs::read_to_string(&cache).unwrap()).unwrap();
+    // In the conflist's version: libcni stores what the plugin printed.
     assert_eq!(
-        cached["result"]["ips"][0]["address"],
-        want.to_string(),
+        cached["result"]["cniVersion"],
+        env.cni_version,
         "{}: cache {}",
         c.name,
         cache.display()
     );
+    let ips = cached["result"]["ips"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for w in want {
+        assert!(
+            ips.iter().any(|ip| ip["address"] == w.to_string()),
+            "{}: cache {} has no {w}: {cached}",
+            c.name,
+            cache.display()
+        );
+    }
     eth0.index
 }
 
@@ -231,13 +315,15 @@ fn check_detached(env: &PodmanEnv, c: &Container) {
     let mut h = nl::Handle::open(&nl::NetnsRef::Path(c.sandbox.clone())).unwrap();
     let names: Vec<String> = h.links().unwrap().into_iter().map(|l| l.name).collect();
     assert_eq!(names, ["lo"], "{}: links after disconnect", c.name);
-    let lease = env.ipam_dir.join(&env.net).join(c.ip.to_string());
-    assert!(
-        !lease.exists(),
-        "{}: lease {} kept",
-        c.name,
-        lease.display()
-    );
+    for ip in [c.ip.to_string(), c.ip6.to_string()] {
+        let lease = env.ipam_dir.join(&env.net).join(ip);
+        assert!(
+            !lease.exists(),
+            "{}: lease {} kept",
+            c.name,
+            lease.display()
+        );
+    }
     let cache = format!("{}-{}-eth0", env.net, c.id);
     assert!(
         !env.our_cache_entries().contains(&cache),
@@ -393,6 +479,7 @@ struct Container {
     conmon_pid: u32,
     sandbox: PathBuf,
     ip: std::net::Ipv4Addr,
+    ip6: std::net::Ipv6Addr,
     mac: String,
 }
 
@@ -414,6 +501,7 @@ struct PodmanEnv {
     conflist: PathBuf,
     ipam_dir: PathBuf,
     net: String,
+    cni_version: String,
     /// Container ids to force-remove, sandboxes to unmount, pids to kill.
     started: Vec<(String, Option<PathBuf>, Vec<u32>)>,
     host: TestNs,
@@ -422,7 +510,13 @@ struct PodmanEnv {
 }
 
 impl PodmanEnv {
-    fn new(tag: &str, tools: Tools, plugin_dir: &Path, subnet: ipnet::Ipv4Net) -> PodmanEnv {
+    fn new(
+        tag: &str,
+        tools: Tools,
+        plugin_dir: &Path,
+        cni_version: &str,
+        subnet: Subnets,
+    ) -> PodmanEnv {
         let (host, lan) = uplink_pair(&format!("podman-{tag}")).unwrap();
         let pid = std::process::id();
         let dir = std::env::temp_dir().join(format!("mvt-{pid}-podman-{tag}"));
@@ -436,6 +530,7 @@ impl PodmanEnv {
             conflist: dir.join("net.d").join(format!("{net}.conflist")),
             ipam_dir: dir.join("ipam"),
             net,
+            cni_version: cni_version.to_string(),
             started: Vec::new(),
             tools,
             dir,
@@ -444,7 +539,7 @@ impl PodmanEnv {
             steps: std::cell::Cell::new(0),
         };
         env.build_rootfs();
-        env.write_configs(plugin_dir, subnet);
+        env.write_configs(plugin_dir, cni_version, subnet);
         env
     }
 
@@ -471,7 +566,7 @@ impl PodmanEnv {
         fs::write(self.rootfs.join("etc/group"), "root:x:0:\n").unwrap();
     }
 
-    fn write_configs(&self, plugin_dir: &Path, subnet: ipnet::Ipv4Net) {
+    fn write_configs(&self, plugin_dir: &Path, cni_version: &str, subnet: Subnets) {
         let d = |p: &str| self.dir.join(p).display().to_string();
         fs::create_dir_all(self.conflist.parent().unwrap()).unwrap();
         // lock_type "file" keeps locks in tmp_dir: the default shm segment
@@ -506,7 +601,7 @@ impl PodmanEnv {
         );
         fs::write(&self.storage_conf, storage).unwrap();
         let conflist = serde_json::json!({
-            "cniVersion": "1.0.0",
+            "cniVersion": cni_version,
             "name": self.net,
             "plugins": [{
                 "type": "macvlan",
@@ -515,7 +610,10 @@ impl PodmanEnv {
                 "ipam": {
                     "type": "host-local",
                     "dataDir": self.ipam_dir,
-                    "ranges": [[{ "subnet": subnet.to_string() }]],
+                    "ranges": [
+                        [{ "subnet": subnet.v4.to_string() }],
+                        [{ "subnet": subnet.v6.to_string() }],
+                    ],
                 },
             }],
         });
@@ -646,6 +744,11 @@ impl PodmanEnv {
             conmon_pid: v["State"]["ConmonPid"].as_u64().unwrap() as u32,
             sandbox: PathBuf::from(v["NetworkSettings"]["SandboxKey"].as_str().unwrap()),
             ip: attachment["IPAddress"].as_str().unwrap().parse().unwrap(),
+            ip6: attachment["GlobalIPv6Address"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap(),
             mac: attachment["MacAddress"].as_str().unwrap().to_string(),
         }
     }
