@@ -21,7 +21,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use macvnet_netlink as nl;
-use nl::testing::{require_root, uplink_pair, TestNs};
+use nl::testing::{uplink_pair, TestNs};
 use serde_json::Value;
 
 const REFERENCE_DIR: &str = "/usr/lib/cni";
@@ -37,6 +37,8 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Containers end on their own after this even if the test is killed.
 const CONTAINER_LIFETIME_SECS: u32 = 90;
+/// Lifetime of the container that ends (and is cleaned up) on its own.
+const SHORT_LIFETIME_SECS: u32 = 5;
 
 /// A conflist version and its two ranges; distinct per test so parallel runs
 /// are easy to tell apart.
@@ -144,11 +146,19 @@ fn exercise(test: &str, tag: &str, plugin_dir: &Path, variant: &Variant) {
     );
     assert_eq!(info["ipv6_enabled"], true, "network inspect: {info}");
 
-    let a = env.run_container("a", &[]);
+    // c exits on its own soon: conmon's exit command (`podman container
+    // cleanup --rm`, another process) then issues the DEL.
+    let c = env.run_container("c", SHORT_LIFETIME_SECS, &[]);
+    check_attachment(&env, &c, subnet);
+    let a = env.run_container("a", CONTAINER_LIFETIME_SECS, &[]);
     // b asks for its address and MAC; podman passes them as CNI_ARGS IP= and MAC=.
     let b_ip = subnet.v4.hosts().nth(49).unwrap().to_string();
     let b_mac = "02:00:c6:13:3d:32";
-    let b = env.run_container("b", &["--ip", &b_ip, "--mac-address", b_mac]);
+    let b = env.run_container(
+        "b",
+        CONTAINER_LIFETIME_SECS,
+        &["--ip", &b_ip, "--mac-address", b_mac],
+    );
     let a_index = check_attachment(&env, &a, subnet);
     check_attachment(&env, &b, subnet);
     assert_ne!(
@@ -185,8 +195,22 @@ fn exercise(test: &str, tag: &str, plugin_dir: &Path, variant: &Variant) {
     check_attachment(&env, &b2, subnet);
     ping(&env, &b2, &a2);
 
+    let still = wait_until(
+        SETTLE_TIMEOUT + Duration::from_secs(SHORT_LIFETIME_SECS.into()),
+        || {
+            let listed = env.podman_ok(&["ps", "-a", "-q", "--no-trunc"]);
+            listed
+                .lines()
+                .filter(|l| *l == c.id)
+                .map(String::from)
+                .collect()
+        },
+    );
+    assert!(still.is_empty(), "c did not end and get removed on its own");
+    check_released(&env, &c);
+
     env.podman_ok(&["rm", "-f", "-t", "0", &a.id, &b.id]);
-    check_nothing_left(&env, &[&a, &b]);
+    check_nothing_left(&env, &[&a, &b, &c]);
 
     // `network rm` of a CNI network deletes its conflist.
     env.podman_ok(&["network", "rm", &net]);
@@ -315,10 +339,16 @@ fn check_detached(env: &PodmanEnv, c: &Container) {
     let mut h = nl::Handle::open(&nl::NetnsRef::Path(c.sandbox.clone())).unwrap();
     let names: Vec<String> = h.links().unwrap().into_iter().map(|l| l.name).collect();
     assert_eq!(names, ["lo"], "{}: links after disconnect", c.name);
+    check_released(env, c);
+}
+
+/// The container's leases and libcni cache entry are gone.
+fn check_released(env: &PodmanEnv, c: &Container) {
     for ip in [c.ip.to_string(), c.ip6.to_string()] {
         let lease = env.ipam_dir.join(&env.net).join(ip);
+        let held = fs::read_to_string(&lease).unwrap_or_default();
         assert!(
-            !lease.exists(),
+            !held.starts_with(&c.id),
             "{}: lease {} kept",
             c.name,
             lease.display()
@@ -396,8 +426,8 @@ struct Tools {
 
 /// Err(reason to skip) when something the test needs is missing.
 fn prerequisites(plugin_dir: &Path) -> Result<Tools, String> {
-    if !require_root("podman") {
-        return Err("needs root".into());
+    if !nl::testing::is_root() {
+        return Err("needs root (network namespaces, podman as root)".into());
     }
     let podman = which("podman").ok_or("podman not installed (scripts/deps)")?;
     which("runc").ok_or("runc not installed (scripts/deps)")?;
@@ -702,10 +732,10 @@ impl PodmanEnv {
     }
 
     /// `podman run --rm -d` a sleeping busybox on our network and inspect it.
-    fn run_container(&mut self, suffix: &str, extra: &[&str]) -> Container {
+    fn run_container(&mut self, suffix: &str, lifetime_secs: u32, extra: &[&str]) -> Container {
         let name = format!("{}-{suffix}", self.net);
         let rootfs = self.rootfs.display().to_string();
-        let lifetime = CONTAINER_LIFETIME_SECS.to_string();
+        let lifetime = lifetime_secs.to_string();
         let mut args = vec!["run", "--rm", "-d", "--name", &name, "--network", &self.net];
         args.extend([
             "--ulimit",
