@@ -6,9 +6,11 @@
 //! macvlan master. Everything Podman keeps (root, runroot, tmpdir, locks,
 //! network config, host-local dataDir) lives in a temp dir; the only shared
 //! place is libcni's result cache in /var/lib/cni/results, where we check and
-//! remove our entries. Two busybox containers get addresses, ping each other,
-//! and after removal nothing of ours is left: links, leases, cache entries,
-//! netns mounts, cgroups, runc state, processes.
+//! remove our entries. Busybox containers get addresses (one dynamic, one with
+//! --ip/--mac-address), ping each other, survive `network reload`,
+//! `disconnect` and `connect`; a third ends on its own and conmon's exit
+//! command tears it down. After removal nothing of ours is left: links,
+//! leases, cache entries, netns mounts, cgroups, runc state, processes.
 //!
 //! Dual-stack (198.18.0.0/15 and 2001:db8::/32 ranges). Run with our plugins
 //! (the package's `macvlan`/`host-local` bins) for conflist versions 1.0.0
