@@ -407,3 +407,118 @@ fn sigterm_cleans_socket_and_pidfile_but_keeps_leases() {
     assert_eq!(lab.add(c), addr, "ADD after restart returns the kept lease");
     assert!(lab.plugin("DEL", c).0);
 }
+
+#[test]
+fn rebinds_at_t2_after_a_failed_renewal() {
+    if !can_run("rebinds_at_t2_after_a_failed_renewal") {
+        return;
+    }
+    let mut lab = Lab::new("dh-t2");
+    lab.dnsmasq_extra = vec![
+        "--dhcp-option=option:T1,4s".into(),
+        "--dhcp-option=option:T2,8s".into(),
+    ];
+    lab.start_dnsmasq();
+    lab.start_daemon(&[]);
+    let c = lab.add_container("c");
+    let addr = lab.add(c);
+    lab.configure(c, &addr);
+    let bound0 = lab.stored(c).unwrap()["boundAt"].as_u64().unwrap();
+    // The server goes away: the renewal at T1 (4 s) gets no answer (3 s timeout); the
+    // retry falls at T2 (8 s), less than 2 s later, so the next attempt is a rebind.
+    lab.dnsmasq.take();
+    assert!(
+        wait_for(Duration::from_secs(10), || lab
+            .daemon_log()
+            .contains("extending the lease failed")),
+        "{}",
+        lab.daemon_log()
+    );
+    // Back before T2: the next attempt, at T2, is a broadcast rebind.
+    lab.start_dnsmasq();
+    assert!(
+        wait_for(Duration::from_secs(10), || lab.stored(c).is_some_and(|s| s
+            ["boundAt"]
+            .as_u64()
+            .unwrap()
+            > bound0)),
+        "{}",
+        lab.daemon_log()
+    );
+    let s = lab.stored(c).unwrap();
+    assert_eq!(s["lastStep"], "rebind", "{s}");
+    assert!(s["boundAt"].as_u64().unwrap() >= bound0 + 8 - 1, "{s}");
+    assert!(lab.plugin("DEL", c).0);
+}
+
+#[test]
+fn lease_expired_while_the_daemon_was_down() {
+    if !can_run("lease_expired_while_the_daemon_was_down") {
+        return;
+    }
+    let mut lab = Lab::new("dh-exp");
+    lab.start_dnsmasq();
+    lab.start_daemon(&[]);
+    let again = lab.add_container("again");
+    let lost = lab.add_container("lost");
+    let addr = lab.add(again);
+    lab.configure(again, &addr);
+    let lost_addr = lab.add(lost);
+    lab.daemon
+        .as_mut()
+        .unwrap()
+        .kill(nix::sys::signal::Signal::SIGKILL);
+    // Age both persisted leases past their expiry.
+    for i in [again, lost] {
+        let p = lab
+            .state
+            .join(macvnet_dhcp::store::file_name(&lab.client_id(i)));
+        let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        for k in ["boundAt", "renewAt", "rebindAt", "expiresAt"] {
+            v[k] = serde_json::json!(v[k].as_u64().unwrap() - 1000);
+        }
+        std::fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
+    }
+    // `lost`: the server forgot it and hands the address to someone else meanwhile.
+    let _ = lost_addr;
+
+    // Server up: the expired lease is acquired again, same address.
+    lab.start_daemon(&[]);
+    assert!(
+        wait_for(Duration::from_secs(10), || lab
+            .stored(again)
+            .is_some_and(|s| s["lastStep"] == "acquire")),
+        "{}",
+        lab.daemon_log()
+    );
+    assert_eq!(
+        lab.stored(again).unwrap()["grant"]["address"],
+        addr.as_str()
+    );
+    assert!(lab.stored(lost).is_some_and(|s| s["lastStep"] == "acquire"));
+
+    // Server down and lease expired: link down, lease dropped (reference behaviour).
+    lab.daemon
+        .as_mut()
+        .unwrap()
+        .kill(nix::sys::signal::Signal::SIGKILL);
+    lab.dnsmasq.take();
+    let p = lab
+        .state
+        .join(macvnet_dhcp::store::file_name(&lab.client_id(lost)));
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    for k in ["boundAt", "renewAt", "rebindAt", "expiresAt"] {
+        v[k] = serde_json::json!(v[k].as_u64().unwrap() - 1000);
+    }
+    std::fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
+    lab.start_daemon(&[]);
+    assert!(
+        wait_for(Duration::from_secs(15), || lab.stored(lost).is_none()),
+        "{}",
+        lab.daemon_log()
+    );
+    let mut h = lab.containers[lost].handle().unwrap();
+    assert!(!h.link_by_name("eth0").unwrap().up, "link left up");
+    assert!(lab.stored(again).is_some());
+    assert!(lab.plugin("DEL", again).0);
+}
