@@ -6,6 +6,7 @@ pub mod error;
 pub mod guard;
 pub mod ipam;
 pub mod macvlan;
+pub mod macvtap;
 pub mod marker;
 
 pub use error::PluginError;

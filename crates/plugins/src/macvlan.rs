@@ -209,10 +209,15 @@ fn netns_err(path: &Path, source: nl::Error) -> PluginError {
     }
 }
 
-/// `mv` + 8 random hex digits.
-fn temp_name() -> String {
-    let b = MacAddr::random().0;
-    format!("mv{:02x}{:02x}{:02x}{:02x}", b[2], b[3], b[4], b[5])
+/// `mv` + 8 hex digits from pid and clock: unique among running plugins in practice,
+/// and a collision is only EEXIST, retried with the next name. No /dev/urandom read.
+fn temp_name(attempt: u32) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let mixed = std::process::id().rotate_left(16) ^ nanos ^ attempt.wrapping_mul(0x9e37_79b9);
+    format!("mv{mixed:08x}")
 }
 
 /// Union of the config's DNS (first) and IPAM's.
@@ -285,7 +290,7 @@ pub fn add(req: &Request) -> Result<CniResult, PluginError> {
     };
     let mut tries = 0;
     loop {
-        spec.name = temp_name();
+        spec.name = temp_name(tries);
         match creator.add_macvlan(&spec) {
             Ok(()) => break,
             Err(e) if e.is_exists() && tries + 1 < TEMP_NAME_TRIES => tries += 1,
