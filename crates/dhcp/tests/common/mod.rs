@@ -335,6 +335,15 @@ impl Lab {
 
     /// (valid_life_time, preferred_life_time) of `addr` on the container's eth0.
     pub fn lifetimes(&self, i: usize, addr: &str) -> Option<(u64, u64)> {
+        let a = self.addr_json(i, addr)?;
+        Some((
+            a["valid_life_time"].as_u64()?,
+            a["preferred_life_time"].as_u64()?,
+        ))
+    }
+
+    /// `ip -j addr` entry of `addr` on the container's eth0.
+    pub fn addr_json(&self, i: usize, addr: &str) -> Option<Value> {
         let out = Command::new("ip")
             .args([
                 "-j",
@@ -352,10 +361,7 @@ impl Lab {
         for link in v.as_array()? {
             for a in link["addr_info"].as_array()? {
                 if a["local"] == ip {
-                    return Some((
-                        a["valid_life_time"].as_u64()?,
-                        a["preferred_life_time"].as_u64()?,
-                    ));
+                    return Some(a.clone());
                 }
             }
         }
