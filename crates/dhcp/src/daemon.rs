@@ -856,8 +856,8 @@ pub fn run(cfg: DaemonConfig) -> Result<(), DhcpError> {
     std::thread::Builder::new()
         .name("dhcp-signals".into())
         .spawn(move || {
-            let sig = sigs.wait();
-            tracing::info!("{sig:?}: exiting; leases stay on disk for the next start");
+            let sig = sigs.wait().map(|s| s.as_str()).unwrap_or("signal");
+            tracing::info!("{sig}: exiting; leases stay on disk for the next start");
             let _ = std::fs::remove_file(&sock_for_exit);
             if let Some(p) = pidfile {
                 let _ = std::fs::remove_file(p);
