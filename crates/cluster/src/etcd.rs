@@ -4,7 +4,7 @@
 //! Keys and values travel base64-encoded, int64 fields as JSON strings, and proto3 JSON
 //! leaves out default values (`"succeeded": false` is simply absent).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -307,6 +307,8 @@ pub struct Client {
     /// The endpoint that answered last; the next call starts there.
     current: Arc<AtomicUsize>,
     request_timeout: Duration,
+    /// Requests answered (round trips), for benchmarks.
+    calls: Arc<AtomicU64>,
 }
 
 fn read_file(path: &str) -> Result<Vec<u8>, EtcdError> {
@@ -402,7 +404,13 @@ impl Client {
             endpoints: Arc::new(endpoints),
             current: Arc::new(AtomicUsize::new(start)),
             request_timeout: cfg.request_timeout,
+            calls: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// Requests that got an answer so far (clones share the count).
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
     }
 
     pub fn endpoints(&self) -> &[String] {
@@ -495,7 +503,10 @@ impl Client {
                 let timeout = self.request_timeout.min(deadline - now);
                 attempts += 1;
                 match self.attempt(endpoint, path, &body, timeout) {
-                    Ok(v) => return Ok(v),
+                    Ok(v) => {
+                        self.calls.fetch_add(1, Ordering::Relaxed);
+                        return Ok(v);
+                    }
                     Err(AttemptError::Fatal(e)) => return Err(e),
                     Err(AttemptError::Retry(msg)) => {
                         tracing::debug!(%msg, path, "etcd attempt failed; next endpoint");

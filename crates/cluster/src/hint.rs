@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,9 @@ pub enum HintError {
         #[source]
         source: nix::Error,
     },
+    /// Another local process held the claim lock until our deadline.
+    #[error("{path} stayed locked by another claim until the deadline")]
+    Busy { path: PathBuf },
     #[error("writing {path}: {source}")]
     Write {
         path: PathBuf,
@@ -86,6 +90,40 @@ impl HintFile {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Serialize block claims of this node's processes: an exclusive flock on a side file,
+    /// polled so the wait ends at `deadline` (the holder is bounded by its own deadline; a
+    /// killed holder's lock goes with its process).
+    pub fn lock_claims(&self, deadline: Instant) -> Result<Flock<File>, HintError> {
+        let path = self.path.with_extension("claim.lock");
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| HintError::Dir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|source| HintError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        loop {
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(l) => return Ok(l),
+                Err((f, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
+                    file = f;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Err(HintError::Busy { path }),
+                Err((_, source)) => return Err(HintError::Lock { path, source }),
+            }
+        }
     }
 
     /// Run `f` on the hint under an exclusive lock and write back what it leaves.

@@ -21,6 +21,8 @@ use crate::pool::{Keys, Range};
 
 /// Allocation attempts before giving up (each is one transaction).
 const MAX_ATTEMPTS: u32 = 200;
+/// Blind guesses (no blocks) before reading the whole pool.
+const BLIND_GUESSES: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -60,6 +62,7 @@ impl Error {
                 source: EtcdError::Unavailable { .. },
                 ..
             } | Error::Timeout(_)
+                | Error::Hint(HintError::Busy { .. })
         )
     }
 }
@@ -139,6 +142,7 @@ enum Outcome {
 /// What etcd holds for one range, read at one revision.
 #[derive(Debug, Default, Clone)]
 struct Snapshot {
+    /// Used offsets: inside this node's blocks, or the whole range once borrowing.
     used: HashSet<u128>,
     /// block index → (owner, create revision)
     blocks: HashMap<u64, (String, i64)>,
@@ -234,41 +238,36 @@ impl Ipam {
         }
     }
 
-    /// Without blocks: read the pool, pick random free addresses, commit; two round trips.
+    /// Without blocks: guess random addresses and commit; the transaction's failure branch
+    /// says which were taken (and returns the attachment if it exists already). After a few
+    /// misses (a crowded pool) read every used address and choose among the free ones.
     fn add_direct(&self, cid: &str, ifname: &str, deadline: Instant) -> Result<Vec<IpNet>, Error> {
-        let att_key = self.keys.attachment(cid, ifname);
-        let mut ops = vec![Op::get(&att_key)];
-        ops.extend(
-            self.cfg
-                .pool
-                .ranges
-                .iter()
-                .map(|r| Op::get_prefix(&self.keys.ips_prefix(r), true)),
-        );
-        let reads = self
-            .client
-            .read(&ops, deadline)
-            .map_err(etcd("reading the pool"))?;
-        if let Some(kv) = reads.first().and_then(|r| r.first()) {
-            return Ok(decode::<Attachment>(kv)?.ips);
-        }
-        let mut used: Vec<HashSet<u128>> = self
-            .cfg
-            .pool
-            .ranges
-            .iter()
-            .zip(reads.iter().skip(1))
-            .map(|(r, kvs)| self.used_offsets(r, kvs))
-            .collect();
+        let ranges = &self.cfg.pool.ranges;
+        let mut used: Vec<HashSet<u128>> = vec![HashSet::new(); ranges.len()];
+        let mut complete = false;
+        let mut misses = 0u32;
         for _ in 0..MAX_ATTEMPTS {
             self.check_deadline(deadline)?;
+            if !complete && misses >= BLIND_GUESSES {
+                for (r, u) in ranges.iter().zip(used.iter_mut()) {
+                    u.extend(self.read_used(r, deadline)?);
+                }
+                complete = true;
+            }
             let mut cands = Vec::new();
-            for (i, r) in self.cfg.pool.ranges.iter().enumerate() {
+            for (i, r) in ranges.iter().enumerate() {
                 let u = used.get(i).cloned().unwrap_or_default();
                 let Some(off) = random_free(r, &u) else {
-                    return Err(Error::Exhausted {
-                        range: r.net.to_string(),
-                    });
+                    if !complete {
+                        misses = BLIND_GUESSES;
+                        break;
+                    }
+                    return match self.existing(cid, ifname, deadline)? {
+                        Some(a) => Ok(a.ips),
+                        None => Err(Error::Exhausted {
+                            range: r.net.to_string(),
+                        }),
+                    };
                 };
                 cands.push(Candidate {
                     range: i,
@@ -276,10 +275,14 @@ impl Ipam {
                     block: None,
                 });
             }
+            if cands.len() < ranges.len() {
+                continue;
+            }
             match self.commit(cid, ifname, &cands, deadline)? {
                 Outcome::Done(ips) => return Ok(ips),
                 Outcome::Exists(a) => return Ok(a.ips),
                 Outcome::Retry { taken, .. } => {
+                    misses += 1;
                     for c in taken.iter().filter_map(|i| cands.get(*i)) {
                         if let (Some(r), Some(u)) = (self.range(c.range), used.get_mut(c.range)) {
                             if let Some(off) = r.offset(c.ip) {
@@ -402,18 +405,26 @@ impl Ipam {
             let cands = match picked {
                 Ok(c) => c,
                 Err(short) => {
-                    // The hint has no free address for range `short`.
-                    match &mut snapshot {
-                        None => {
-                            snapshot = Some(self.resync(size, deadline)?);
+                    // The hint has no free address for range `short`. One local worker at a
+                    // time claims (the others then find the new block in the hint).
+                    let _claiming = self.hint.lock_claims(deadline)?;
+                    if self.hint_has_free(short, size)? {
+                        continue;
+                    }
+                    if snapshot.is_none() {
+                        snapshot = Some(self.resync(size, deadline)?);
+                        if self.hint_has_free(short, size)? {
+                            continue;
                         }
-                        Some(snap) => {
-                            let Some(s) = snap.get_mut(short) else {
-                                return Err(Error::Contended(0));
-                            };
-                            if !self.claim_block(short, size, s, deadline)? {
-                                borrow[short] = true;
-                            }
+                    }
+                    let Some(s) = snapshot.as_mut().and_then(|s| s.get_mut(short)) else {
+                        return Err(Error::Contended(0));
+                    };
+                    if !self.claim_block(short, size, s, deadline)? {
+                        // Every block is claimed: borrow free addresses anywhere.
+                        borrow[short] = true;
+                        if let Some(r) = self.range(short) {
+                            s.used = self.read_used(r, deadline)?;
                         }
                     }
                     continue;
@@ -525,23 +536,7 @@ impl Ipam {
                 if borrow.get(ri).copied().unwrap_or(false) {
                     continue;
                 }
-                let mut found = None;
-                let mut order: Vec<usize> = (0..h.blocks.len())
-                    .filter(|&i| h.blocks.get(i).is_some_and(|b| b.range == r.id))
-                    .collect();
-                order.sort_by_key(|&i| h.blocks.get(i).map(|b| b.index));
-                'blocks: for bi in order {
-                    let Some(b) = h.blocks.get(bi) else { continue };
-                    let (lo, hi) = r.block_offsets(size, b.index);
-                    let n = u64::try_from(hi - lo + 1).unwrap_or(u64::MAX);
-                    for k in 0..n {
-                        if b.used.contains(&k) || r.reserved(r.addr(lo + u128::from(k))) {
-                            continue;
-                        }
-                        found = Some((bi, k));
-                        break 'blocks;
-                    }
-                }
+                let found = free_slot(h, r, size);
                 match found {
                     Some((bi, k)) => picked.push((ri, bi, k)),
                     None => return Err(ri),
@@ -562,6 +557,22 @@ impl Ipam {
             }
             Ok(out)
         })?)
+    }
+
+    fn hint_has_free(&self, ri: usize, size: u64) -> Result<bool, Error> {
+        let Some(r) = self.range(ri) else {
+            return Ok(false);
+        };
+        Ok(self.hint.update(|h| free_slot(h, r, size).is_some())?)
+    }
+
+    /// Every used offset of range `r` (a read of all its address keys).
+    fn read_used(&self, r: &Range, deadline: Instant) -> Result<HashSet<u128>, Error> {
+        let kvs = self
+            .client
+            .read(&[Op::get_prefix(&self.keys.ips_prefix(r), true)], deadline)
+            .map_err(etcd("reading the pool"))?;
+        Ok(self.used_offsets(r, kvs.first().map(Vec::as_slice).unwrap_or(&[])))
     }
 
     fn unmark(&self, size: u64, cands: &[Candidate]) -> Result<(), Error> {
@@ -586,24 +597,18 @@ impl Ipam {
     /// from them (this node's blocks, with what is really used in them).
     fn resync(&self, size: u64, deadline: Instant) -> Result<Vec<Snapshot>, Error> {
         let ranges = &self.cfg.pool.ranges;
-        let mut ops = Vec::new();
-        for r in ranges {
-            ops.push(Op::get_prefix(&self.keys.blocks_prefix(r), false));
-            ops.push(Op::get_prefix(&self.keys.ips_prefix(r), true));
-        }
+        let ops: Vec<Op> = ranges
+            .iter()
+            .map(|r| Op::get_prefix(&self.keys.blocks_prefix(r), false))
+            .collect();
         let reads = self
             .client
             .read(&ops, deadline)
             .map_err(etcd("reading blocks"))?;
         let mut snaps = Vec::new();
-        let mut it = reads.into_iter();
-        for r in ranges {
-            let blocks = it.next().unwrap_or_default();
-            let ips = it.next().unwrap_or_default();
-            let mut s = Snapshot {
-                used: self.used_offsets(r, &ips),
-                blocks: HashMap::new(),
-            };
+        let mut spans = Vec::new();
+        for (ri, (r, blocks)) in ranges.iter().zip(reads).enumerate() {
+            let mut s = Snapshot::default();
             for kv in &blocks {
                 let Some(idx) = self.keys.parse_block(r, &kv.key_str()) else {
                     continue;
@@ -611,9 +616,32 @@ impl Ipam {
                 let owner = decode::<BlockRecord>(kv)
                     .map(|b| b.node)
                     .unwrap_or_default();
+                if owner == self.cfg.node {
+                    spans.push((ri, idx));
+                }
                 s.blocks.insert(idx, (owner, kv.create_revision));
             }
             snaps.push(s);
+        }
+        // What is used inside our own blocks (only those: the pool may be large).
+        if !spans.is_empty() {
+            let ops: Vec<Op> = spans
+                .iter()
+                .filter_map(|(ri, idx)| {
+                    let r = self.range(*ri)?;
+                    let (a, b) = self.keys.block_span(r, size, *idx);
+                    Some(Op::get_span(&a, &b, true))
+                })
+                .collect();
+            let reads = self
+                .client
+                .read(&ops, deadline)
+                .map_err(etcd("reading block contents"))?;
+            for ((ri, _), kvs) in spans.iter().zip(reads) {
+                if let (Some(r), Some(s)) = (self.range(*ri), snaps.get_mut(*ri)) {
+                    s.used.extend(self.used_offsets(r, &kvs));
+                }
+            }
         }
         self.hint.update(|h| {
             for (r, s) in ranges.iter().zip(&snaps) {
@@ -1146,6 +1174,25 @@ impl Ipam {
         }
         Ok(out)
     }
+}
+
+/// The first free, non-reserved slot (hint block position, offset in block) of range `r`.
+fn free_slot(h: &crate::hint::Hint, r: &Range, size: u64) -> Option<(usize, u64)> {
+    let mut order: Vec<usize> = (0..h.blocks.len())
+        .filter(|&i| h.blocks.get(i).is_some_and(|b| b.range == r.id))
+        .collect();
+    order.sort_by_key(|&i| h.blocks.get(i).map(|b| b.index));
+    for bi in order {
+        let Some(b) = h.blocks.get(bi) else { continue };
+        let (lo, hi) = r.block_offsets(size, b.index);
+        let n = u64::try_from(hi - lo + 1).unwrap_or(u64::MAX);
+        for k in 0..n {
+            if !b.used.contains(&k) && !r.reserved(r.addr(lo + u128::from(k))) {
+                return Some((bi, k));
+            }
+        }
+    }
+    None
 }
 
 /// A random free, non-reserved offset of `r` (random start, then the next free one).

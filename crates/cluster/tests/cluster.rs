@@ -291,7 +291,7 @@ fn etcd_down_is_try_again_later() {
 
 /// 3 hosts × 16 workers, one etcd member (the leader) killed mid-run, plugin processes
 /// SIGKILLed at random: no address twice; after DEL + GC nothing is left.
-fn stress(total: usize, procs_per_node: usize) {
+fn stress(total: usize, procs_per_node: usize, range: &str, blocks: Value) {
     let Some(mut etcd) = Etcd::start(3) else {
         return;
     };
@@ -301,11 +301,11 @@ fn stress(total: usize, procs_per_node: usize) {
         .map(|n| {
             conf(
                 "stress",
-                "198.18.8.0/21",
+                range,
                 &eps,
                 &format!("h{n}"),
                 &dirs[n].0,
-                json!({"size": 16}),
+                blocks.clone(),
                 20000,
             )
         })
@@ -319,9 +319,9 @@ fn stress(total: usize, procs_per_node: usize) {
     let in_process = total - 3 * procs_per_node;
     let t0 = Instant::now();
     std::thread::scope(|s| {
-        for n in 0..3 {
+        for (n, node_conf) in confs.iter().enumerate() {
             for w in 0..16 {
-                let conf = confs[n].clone();
+                let conf = node_conf.clone();
                 let (results, attempted, errors, killed, done) = (
                     results.clone(),
                     attempted.clone(),
@@ -446,5 +446,17 @@ fn stress(total: usize, procs_per_node: usize) {
 /// CI size: 1000 ADDs, 3 × 12 of them through plugin processes.
 #[test]
 fn three_hosts_1000_adds_leader_killed() {
-    stress(1000, 12);
+    stress(1000, 12, "198.18.8.0/21", json!({"size": 16}));
+}
+
+/// Without blocks, and dense: 480 ADDs fill a /23 (510 addresses) to 94 %.
+#[test]
+fn three_hosts_no_blocks_dense() {
+    stress(480, 4, "198.18.16.0/23", json!(false));
+}
+
+/// Blocks, dense: every block gets claimed, the last addresses are borrowed.
+#[test]
+fn three_hosts_blocks_dense() {
+    stress(500, 4, "198.18.18.0/23", json!({"size": 16}));
 }
