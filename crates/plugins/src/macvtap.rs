@@ -1,9 +1,9 @@
 //! The `macvtap` CNI plugin: ADD/DEL/CHECK/STATUS/GC, two ways in one plugin.
 //!
 //! - **Direct** (`master`, no `deviceID`): the macvtap is created under a temporary name
-//!   directly in the container namespace (IFLA_NET_NS_FD, the master stays in the host
-//!   namespace), renamed to `CNI_IFNAME`, then configured like the macvlan plugin does
-//!   (optional IPAM). Keys: `master` (default: the default-route interface), `mode`
+//!   on the master in the host namespace, moved into the container namespace (keeping its
+//!   ifindex, see [`create_direct`]), renamed to `CNI_IFNAME`, then configured like the
+//!   macvlan plugin does (optional IPAM). Keys: `master` (default: the default-route interface), `mode`
 //!   (`bridge` default, `private`, `vepa`, `passthru`, `source`), `mtu`, `mac`,
 //!   `promiscMode`, `owner`, `group`, `bcqueuelen`, `ipam`.
 //! - **KubeVirt-compatible** (`deviceID`, as kubevirt/macvtap-cni): `deviceID` names a
@@ -41,7 +41,6 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Arc;
 
 use macvnet_cni::{CniError, CniResult, Dns, Interface, Plugin, Request};
 use macvnet_netlink::tap::{self, TapLink};
@@ -136,7 +135,9 @@ fn parse_mac(s: &str, from_args: bool) -> Result<MacAddr, PluginError> {
             PluginError::InvalidConfig(msg)
         }
     };
-    let mac: MacAddr = s.parse().map_err(|e: nl::mac::ParseMacError| bad(e.to_string()))?;
+    let mac: MacAddr = s
+        .parse()
+        .map_err(|e: nl::mac::ParseMacError| bad(e.to_string()))?;
     if !mac.is_unicast() || mac.is_zero() {
         return Err(bad("not a unicast address".to_string()));
     }
@@ -222,7 +223,10 @@ impl MacvtapConf {
             Source::Master(_) => (raw.owner, raw.group),
         };
         if owner == Some(u32::MAX) || group == Some(u32::MAX) {
-            return Err(invalid(format!("owner/group {} is not a valid id", u32::MAX)));
+            return Err(invalid(format!(
+                "owner/group {} is not a valid id",
+                u32::MAX
+            )));
         }
         Ok(MacvtapConf {
             source,
@@ -431,6 +435,12 @@ impl Drop for NodeGuard {
 }
 
 /// Put a new macvtap on the master into the container namespace under a temporary name.
+///
+/// Created in the host namespace and then moved: the char device is named after the
+/// ifindex, a moved link keeps its ifindex when free, and the host's counter runs far
+/// past the small numbers every fresh container namespace hands out. Created directly in
+/// the container, every pod's first macvtap would be ifindex 2 and want the same
+/// /dev/tap2.
 fn create_direct(
     conf: &MacvtapConf,
     master: Option<&str>,
@@ -456,7 +466,6 @@ fn create_direct(
         mac: conf.mac,
         mtu: Some(conf.mtu).filter(|m| *m > 0),
         bcqueuelen: conf.bcqueuelen,
-        netns: Some(Arc::new(ns_fd)),
         ..Default::default()
     };
     let mut tries = 0;
@@ -467,6 +476,25 @@ fn create_direct(
             Err(e) if e.is_exists() && tries + 1 < TEMP_NAME_TRIES => tries += 1,
             Err(e) => return Err(PluginError::netlink("failed to create macvtap", e)),
         }
+    }
+    let created = host.link_by_name(&spec.name).map_err(|e| {
+        PluginError::netlink(format!("failed to refetch macvtap {:?}", spec.name), e)
+    })?;
+    let moved = host.set_link(
+        created.index,
+        &LinkChange {
+            netns: Some(ns_fd.as_fd()),
+            ..Default::default()
+        },
+    );
+    if let Err(e) = moved {
+        if let Err(d) = host.del_link(created.index) {
+            tracing::warn!("undo: deleting macvtap {:?} in the host: {d}", spec.name);
+        }
+        return Err(PluginError::netlink(
+            format!("failed to move macvtap to the netns {}", ns_path.display()),
+            e,
+        ));
     }
     let mut cont = cont;
     let link = cont.link_by_name(&spec.name).map_err(|e| {
@@ -519,7 +547,10 @@ fn move_device(
             Err(e) if e.is_exists() && tries + 1 < TEMP_NAME_TRIES => tries += 1,
             Err(e) => {
                 return Err(PluginError::netlink(
-                    format!("failed to move {device:?} to the netns {}", ns_path.display()),
+                    format!(
+                        "failed to move {device:?} to the netns {}",
+                        ns_path.display()
+                    ),
                     e,
                 ))
             }
@@ -587,11 +618,19 @@ pub fn add(req: &Request) -> Result<CniResult, PluginError> {
         PluginError::netlink(format!("failed to configure macvtap {:?}", req.ifname), e)
     })?;
 
-    let (node_path, created) =
-        tap::ensure_device_node(&ns, TapLink::Index(index), &conf.dev_dir, conf.owner, conf.group)
-            .map_err(|e| {
-                PluginError::netlink(format!("failed to set up the tap device of {:?}", req.ifname), e)
-            })?;
+    let (node_path, created) = tap::ensure_device_node(
+        &ns,
+        TapLink::Index(index),
+        &conf.dev_dir,
+        conf.owner,
+        conf.group,
+    )
+    .map_err(|e| {
+        PluginError::netlink(
+            format!("failed to set up the tap device of {:?}", req.ifname),
+            e,
+        )
+    })?;
     let node_guard = NodeGuard {
         path: node_path.clone(),
         created,
@@ -758,7 +797,11 @@ pub fn check(req: &Request) -> Result<(), PluginError> {
             intf.name
         ))
     })?;
-    let Some(info) = link.macvlan.as_ref().filter(|_| link.kind == LinkKind::Macvtap) else {
+    let Some(info) = link
+        .macvlan
+        .as_ref()
+        .filter(|_| link.kind == LinkKind::Macvtap)
+    else {
         return Err(PluginError::Check(format!(
             "error: Container interface {} not of type macvtap",
             link.name
@@ -796,7 +839,8 @@ pub fn check(req: &Request) -> Result<(), PluginError> {
     check_node(&ns, &conf, &link)?;
     let mut ips = prev.clone();
     // Addresses of other interfaces are not ours to check.
-    ips.ips.retain(|i| i.interface.is_none() || i.interface == Some(pos));
+    ips.ips
+        .retain(|i| i.interface.is_none() || i.interface == Some(pos));
     for i in &mut ips.ips {
         i.interface = Some(0);
     }
@@ -808,11 +852,18 @@ pub fn check(req: &Request) -> Result<(), PluginError> {
 /// CHECK: `<devDir>/tapN` is this link's char device, with the configured owner/group.
 fn check_node(ns: &NetnsRef, conf: &MacvtapConf, link: &LinkInfo) -> Result<(), PluginError> {
     let dev = tap::resolve(ns, &TapLink::Index(link.index)).map_err(|e| {
-        PluginError::netlink(format!("failed to read the device number of {}", link.name), e)
+        PluginError::netlink(
+            format!("failed to read the device number of {}", link.name),
+            e,
+        )
     })?;
     let path = conf.dev_dir.join(format!("tap{}", dev.index));
     let meta = std::fs::symlink_metadata(&path).map_err(|e| {
-        PluginError::Check(format!("tap device {} of {}: {e}", path.display(), link.name))
+        PluginError::Check(format!(
+            "tap device {} of {}: {e}",
+            path.display(),
+            link.name
+        ))
     })?;
     if !meta.file_type().is_char_device() || meta.rdev() != dev.rdev() {
         return Err(PluginError::Check(format!(
@@ -829,8 +880,12 @@ fn check_node(ns: &NetnsRef, conf: &MacvtapConf, link: &LinkInfo) -> Result<(), 
             path.display(),
             meta.uid(),
             meta.gid(),
-            conf.owner.map(|o| o.to_string()).unwrap_or_else(|| "-".into()),
-            conf.group.map(|g| g.to_string()).unwrap_or_else(|| "-".into()),
+            conf.owner
+                .map(|o| o.to_string())
+                .unwrap_or_else(|| "-".into()),
+            conf.group
+                .map(|g| g.to_string())
+                .unwrap_or_else(|| "-".into()),
         )));
     }
     Ok(())
@@ -918,7 +973,8 @@ mod tests {
         c["mtu"] = 1400.into();
         c["promiscMode"] = true.into();
         c["devDir"] = "/tmp/x".into();
-        c["runtimeConfig"] = serde_json::json!({"devDir": "/run/c1/dev", "mac": "02:00:00:00:00:09"});
+        c["runtimeConfig"] =
+            serde_json::json!({"devDir": "/run/c1/dev", "mac": "02:00:00:00:00:09"});
         let conf = MacvtapConf::load(&req(c, "MAC=02:00:00:00:00:08")).unwrap();
         assert_eq!(conf.source, Source::Device("dev500".into()));
         assert_eq!(conf.mode, None);
