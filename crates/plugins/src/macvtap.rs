@@ -10,7 +10,9 @@
 //!   macvtap a device plugin created beforehand in the host namespace. ADD moves it into
 //!   the container namespace, renames it to `CNI_IFNAME` and applies `mtu`, `mac`,
 //!   `promiscMode`, `owner`, `group` (which default to 107:107, KubeVirt's qemu user, as
-//!   there). `mode` is optional here and only checked against the device's.
+//!   there). `mode` is optional here and only checked against the device's. The host link
+//!   is the one named `deviceID` (older device plugins), else `mvt<hash>`
+//!   ([`kubevirt_iface_name`], newer ones).
 //!
 //! Both: the MAC is config `mac` < `CNI_ARGS` `MAC=` < runtimeConfig `mac`; a txqueuelen
 //! of 0 (a macvtap with an empty queue drops every frame) is raised to 1000; the link is
@@ -270,18 +272,32 @@ fn find_master(h: &mut Handle, master: Option<&str>) -> Result<LinkInfo, PluginE
     }
 }
 
-/// The deviceID macvtap in the host namespace.
+/// The host name kubevirt/macvtap-cni's device plugin gives the macvtap for `device_id`
+/// (since its "align CNI temp iface naming" change): `mvt` + the low 48 bits of
+/// xxhash64(device_id, seed 0) in hex, within IFNAMSIZ.
+pub fn kubevirt_iface_name(device_id: &str) -> String {
+    let h = twox_hash::XxHash64::oneshot(0, device_id.as_bytes());
+    format!("mvt{:012x}", h & 0xffff_ffff_ffff)
+}
+
+/// The deviceID macvtap in the host namespace: the link named `device`, else the one
+/// named [`kubevirt_iface_name`] (older and newer kubevirt device plugins).
 fn find_device(h: &mut Handle, device: &str) -> Result<LinkInfo, PluginError> {
-    let link = h.link_by_name(device).map_err(|e| {
+    let hashed = kubevirt_iface_name(device);
+    let found = match h.link_by_name(device) {
+        Err(e) if e.is_not_found() => h.link_by_name(&hashed),
+        other => other,
+    };
+    let link = found.map_err(|e| {
         invalid(format!(
-            "failed to lookup device {device:?}: {}",
+            "failed to lookup device {device:?} (or {hashed:?}): {}",
             not_found_reason(&e)
         ))
     })?;
     if link.kind != LinkKind::Macvtap {
         return Err(invalid(format!(
-            "device {device:?} is not a macvtap (kind {:?})",
-            link.kind
+            "device {:?} is not a macvtap (kind {:?})",
+            link.name, link.kind
         )));
     }
     Ok(link)
@@ -953,6 +969,18 @@ mod tests {
 
     fn base() -> serde_json::Value {
         serde_json::json!({"cniVersion": "1.0.0", "name": "n", "type": "macvtap"})
+    }
+
+    #[test]
+    fn kubevirt_names() {
+        // XXH64("") = 0xef46db3751d8e999, the reference implementation's vector.
+        assert_eq!(kubevirt_iface_name(""), "mvtdb3751d8e999");
+        let n = kubevirt_iface_name("a-very-long-device-id-that-would-overflow-ifname");
+        assert_eq!(n.len(), 15);
+        assert_eq!(
+            n,
+            kubevirt_iface_name("a-very-long-device-id-that-would-overflow-ifname")
+        );
     }
 
     #[test]

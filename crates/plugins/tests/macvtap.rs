@@ -387,6 +387,19 @@ fn kubevirt_device_id_flow() {
     assert!(dir_entries(&devdir).is_empty());
     go(&lab, "DEL", Some(&c), &conf).expect_ok();
 
+    // A newer kubevirt device plugin names the host link mvt<xxhash64(deviceID)>.
+    let hashed =
+        macvnet_plugins::macvtap::kubevirt_iface_name("macvtap.network.kubevirt.io/eth0-7");
+    device_plugin_macvtap(&lab, &hashed);
+    let conf = json!({"cniVersion": "1.0.0", "name": NET, "type": "macvtap",
+                      "deviceID": "macvtap.network.kubevirt.io/eth0-7", "devDir": devdir});
+    go(&lab, "ADD", Some(&c), &conf).expect_ok();
+    assert!(link(&lab.host, &hashed).is_none());
+    assert_eq!(link(&c, "net1").unwrap().kind, nl::LinkKind::Macvtap);
+    go(&lab, "DEL", Some(&c), &conf).expect_ok();
+    assert!(link(&c, "net1").is_none());
+    assert!(dir_entries(&devdir).is_empty());
+
     // Explicit owner/group win over the defaults; a device in /dev gets them too.
     let _dev = DEV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     bump_ifindex(&lab.host, 300);
