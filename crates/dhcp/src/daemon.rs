@@ -730,14 +730,29 @@ impl Daemon {
     fn serve_conn(self: &Arc<Self>, stream: UnixStream) {
         let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
         let _ = stream.set_write_timeout(Some(Duration::from_secs(30)));
-        match proto::accept_call(&stream) {
-            Ok(Some(call)) => {
+        match proto::accept(&stream) {
+            Ok(proto::Incoming::Call(call)) => {
                 let reply = self.handle(call);
                 if let Err(e) = proto::send_reply(&stream, &reply) {
                     tracing::warn!("sending reply: {e}");
                 }
             }
-            Ok(None) => tracing::debug!("refused a non-macvnet client"),
+            Ok(proto::Incoming::GoRpc(reader)) => {
+                let r = crate::gorpc::serve(reader, &stream, |method, args| {
+                    let r = match method {
+                        "DHCP.Allocate" => self.allocate(&args),
+                        _ => self.release(&args).map(|()| serde_json::Value::Null),
+                    };
+                    r.map_err(|e| {
+                        tracing::warn!("{method}: {e}");
+                        e.to_string()
+                    })
+                });
+                if let Err(e) = r {
+                    tracing::debug!("Go net/rpc connection: {e}");
+                }
+            }
+            Ok(proto::Incoming::Refused) => tracing::debug!("refused an unknown client"),
             Err(e) => tracing::debug!("bad connection: {e}"),
         }
     }

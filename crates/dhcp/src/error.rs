@@ -42,6 +42,9 @@ pub enum DhcpError {
     Dial { path: PathBuf, reason: String },
     #[error("DHCP daemon at {path}: {reason}")]
     Protocol { path: PathBuf, reason: String },
+    /// The daemon does not know our protocol (a reference daemon): use Go net/rpc.
+    #[error("DHCP daemon at {path} speaks only Go net/rpc")]
+    ForeignDaemon { path: PathBuf },
     #[error("lease file {path}: {reason}")]
     Store { path: PathBuf, reason: String },
     #[error("network namespace {0} is gone")]

@@ -17,6 +17,12 @@
 //! - [`lifetime`]: the leased address on the link gets the lease's valid/preferred lifetime.
 //!
 //! # Compatibility with the reference
+//! Either half can be swapped for the reference's: our daemon serves the reference plugin
+//! (Go `net/rpc` over HTTP CONNECT `/_goRPC_`, gob-encoded `skel.CmdArgs` in and
+//! `current.Result` out: [`gob`], [`gorpc`]), and our plugin, answered 404 for its own
+//! protocol by a reference daemon, falls back to Go `net/rpc` for `DHCP.Allocate` and
+//! `DHCP.Release`. Tested against /usr/lib/cni/dhcp (containernetworking-plugins 1.1.1).
+//!
 //! Same: the `ipam` keys (`daemonSocketPath`, `provide` with `option`/`value`/`fromArg`,
 //! `request` with `option`/`skipDefault`, `priority`; option names of dhcp-options(5) or
 //! numbers), the default socket `/run/cni/dhcp.sock`, the client ID
@@ -24,25 +30,23 @@
 //! the default request list (router, subnet mask), lease defaults (60 min lease, T1 = 50 %,
 //! T2 = 85 %), the result (one IP with the router as gateway; option 121 routes, else
 //! option 33 routes plus a default route; `priority` as route metric), the daemon flags,
-//! systemd socket activation (`LISTEN_FDS=1`), and that a restarted/stopped daemon does
-//! not release leases. A server sees the same client either way, so a container's lease
-//! carries over between the two implementations.
+//! systemd socket activation (`LISTEN_FDS=1`), link set up before acquiring and down when
+//! a lease is lost, and that a stopped daemon does not release leases. A DHCP server sees
+//! the same client from either implementation.
 //!
-//! Not the same, on purpose or by necessity:
-//! - **Plugin ↔ daemon protocol.** The reference uses Go `net/rpc` over HTTP CONNECT with
-//!   gob encoding of Go structs (`skel.CmdArgs`, `current.Result` with `net.IPNet`…). Gob
-//!   is a self-describing, Go-type-driven stream; reproducing it byte-for-byte for these
-//!   types is out of scope, so ours speaks JSON after a CONNECT to its own path. Mixing
-//!   fails cleanly and says why: the reference plugin reports "unexpected HTTP response:
-//!   501 macvnet dhcp daemon does not speak Go net/rpc (gob)…", ours reports the
-//!   reference daemon's 404 with a hint. Swap both halves together.
+//! Different:
 //! - Leases persist in `-statedir`; a daemon restarted even after SIGKILL resumes them (a
-//!   stale socket file is replaced; a live one is an error).
-//! - CHECK verifies the lease exists and is unexpired (the reference re-runs Allocate);
-//!   GC releases leases not in `cni.dev/valid-attachments` and STATUS asks the daemon
-//!   (the reference has neither).
-//! - No answer within the acquisition budget is CNI code 11 (try again later), daemon
-//!   unreachable is 11 (ADD/DEL) or 50 (STATUS); the reference uses 999 for all.
+//!   stale socket file is replaced; a live one is an error). The reference forgets them.
+//! - Our own JSON protocol (CONNECT [`proto::RPC_PATH`]) carries CHECK (the lease exists
+//!   and is unexpired; the reference re-runs Allocate, and does so against a reference
+//!   daemon), GC (releases leases not in `cni.dev/valid-attachments`, drops those whose
+//!   namespace is gone) and STATUS; the reference has no GC/STATUS. Over Go `net/rpc`
+//!   only Allocate and Release exist.
+//! - Errors: no answer within the acquisition budget is CNI code 11 (try again later),
+//!   daemon unreachable 11 (ADD/DEL) or 50 (STATUS); the reference uses 999. Errors our
+//!   daemon returns to the reference plugin are plain strings (code 999 there).
+//! - `-lifetimes` (default on): the leased address, once the runtime has put it on the
+//!   link, carries the lease's valid/preferred lifetime, refreshed on every renewal.
 //! - Renewing without the address on the link uses INIT-REBOOT (broadcast), since the
 //!   server's unicast to ciaddr would need ARP for an address no one holds.
 
@@ -51,6 +55,8 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod error;
+pub mod gob;
+pub mod gorpc;
 pub mod lease;
 pub mod lifetime;
 pub mod plugin;

@@ -50,7 +50,21 @@ fn socket(req: &Request) -> Result<PathBuf, CniError> {
 
 fn rpc(req: &Request, call: &Call, method: &str) -> Result<serde_json::Value, CniError> {
     let path = socket(req)?;
-    let reply = proto::call(&path, call, CALL_TIMEOUT).map_err(CniError::from)?;
+    let reply = match proto::call(&path, call, CALL_TIMEOUT) {
+        Ok(r) => r,
+        // A reference daemon: the calls it has, over Go net/rpc (CHECK re-allocates there,
+        // as the reference plugin does; it has no GC).
+        Err(DhcpError::ForeignDaemon { .. }) => {
+            let (go_method, args) = match call {
+                Call::Allocate(a) | Call::Check(a) => ("DHCP.Allocate", a),
+                Call::Release(a) => ("DHCP.Release", a),
+                _ => return Ok(serde_json::Value::Null),
+            };
+            return crate::gorpc::call(&path, go_method, args, CALL_TIMEOUT)
+                .map_err(CniError::from);
+        }
+        Err(e) => return Err(CniError::from(e)),
+    };
     match reply.error {
         Some(mut e) => {
             e.msg = format!("error calling DHCP.{method}: {}", e.msg);
@@ -85,6 +99,7 @@ impl Plugin for DhcpPlugin {
                 Some(e) => Err(e),
                 None => Ok(()),
             },
+            Err(DhcpError::ForeignDaemon { .. }) => Ok(()),
             Err(e) => Err(CniError::not_available(e.to_string())),
         }
     }

@@ -1,14 +1,10 @@
 //! Plugin ↔ daemon protocol over the unix socket.
 //!
-//! The reference speaks Go `net/rpc` over HTTP CONNECT with gob-encoded `skel.CmdArgs` and
-//! `current.Result`; gob is a self-describing Go-specific stream format, so this crate
-//! does not speak it. It keeps the same CONNECT handshake shape with its own path, so
-//! each side fails cleanly against the other:
-//! - our plugin → reference daemon: Go's HTTP mux answers 404 for our path;
-//! - reference plugin → our daemon: we answer a non-200 status, which Go's `DialHTTP`
-//!   reports as "unexpected HTTP response: ...".
-//!
-//! After the handshake: one JSON request line, one JSON reply line, close.
+//! Two protocols share the socket, told apart by the CONNECT path:
+//! - `/_goRPC_`: Go `net/rpc` with gob, as the reference plugin sends ([`crate::gorpc`]);
+//! - [`RPC_PATH`]: ours, one JSON request line and one JSON reply line, which also carries
+//!   CHECK, GC, STATUS and the operator calls. Against a reference daemon (HTTP 404 for
+//!   our path) the plugin falls back to Go `net/rpc`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -23,9 +19,6 @@ use crate::DhcpError;
 /// Our CONNECT path (the reference's is `/_goRPC_`).
 pub const RPC_PATH: &str = "/macvnet-dhcp/v1";
 pub const CONNECTED: &str = "200 Connected to macvnet dhcp";
-/// Status sent to a Go net/rpc client.
-pub const GO_RPC_REFUSED: &str =
-    "501 macvnet dhcp daemon does not speak Go net/rpc (gob); use the macvnet dhcp plugin";
 const MAX_HEAD: usize = 4096;
 const MAX_BODY: u64 = 8 * 1024 * 1024;
 
@@ -144,13 +137,13 @@ pub fn call(path: &Path, call: &Call, timeout: Duration) -> Result<Reply, DhcpEr
     let mut reader = BufReader::new(stream.try_clone().map_err(|e| dial(e.to_string()))?);
     let head = read_head(&mut reader).map_err(|e| dial(e.to_string()))?;
     let status = head.lines().next().unwrap_or("");
+    if status.contains(" 404 ") {
+        return Err(DhcpError::ForeignDaemon {
+            path: path.to_path_buf(),
+        });
+    }
     if status != format!("HTTP/1.0 {CONNECTED}") {
-        let hint = if status.contains(" 404 ") {
-            " (the reference daemon speaks Go net/rpc, which this plugin does not)"
-        } else {
-            ""
-        };
-        return Err(dial(format!("unexpected HTTP response: {status:?}{hint}")));
+        return Err(dial(format!("unexpected HTTP response: {status:?}")));
     }
     let mut body = serde_json::to_vec(call).map_err(|e| proto(e.to_string()))?;
     body.push(b'\n');
@@ -165,33 +158,41 @@ pub fn call(path: &Path, call: &Call, timeout: Duration) -> Result<Reply, DhcpEr
     serde_json::from_str(&line).map_err(|e| proto(format!("bad reply {line:?}: {e}")))
 }
 
-/// Server side of the handshake: `Some(call)` for our protocol; answers anything else
-/// (a Go net/rpc client included) with an error status and returns `None`.
-pub fn accept_call(stream: &UnixStream) -> std::io::Result<Option<Call>> {
+/// What a client asked for.
+#[derive(Debug)]
+pub enum Incoming {
+    /// Our protocol.
+    Call(Call),
+    /// Go net/rpc (the reference plugin): serve it with [`crate::gorpc::serve`].
+    GoRpc(BufReader<UnixStream>),
+    /// Something else; it was answered with an error status.
+    Refused,
+}
+
+/// Server side of the handshake.
+pub fn accept(stream: &UnixStream) -> std::io::Result<Incoming> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut w = stream;
     let head = read_head(&mut reader)?;
     let first = head.lines().next().unwrap_or("");
+    if first == format!("CONNECT {} HTTP/1.0", crate::gorpc::RPC_PATH) {
+        return Ok(Incoming::GoRpc(reader));
+    }
     if first != format!("CONNECT {RPC_PATH} HTTP/1.0") {
-        let status = if first.starts_with("CONNECT /_goRPC_") {
-            GO_RPC_REFUSED
-        } else {
-            "404 Not Found"
-        };
-        w.write_all(format!("HTTP/1.0 {status}\r\n\r\n").as_bytes())?;
-        return Ok(None);
+        w.write_all(b"HTTP/1.0 404 Not Found\r\n\r\n")?;
+        return Ok(Incoming::Refused);
     }
     w.write_all(format!("HTTP/1.0 {CONNECTED}\r\n\r\n").as_bytes())?;
     let mut line = String::new();
     reader.take(MAX_BODY).read_line(&mut line)?;
     match serde_json::from_str::<Call>(&line) {
-        Ok(c) => Ok(Some(c)),
+        Ok(c) => Ok(Incoming::Call(c)),
         Err(e) => {
             send_reply(
                 stream,
                 &Reply::err(CniError::decoding(format!("bad request: {e}"))),
             )?;
-            Ok(None)
+            Ok(Incoming::Refused)
         }
     }
 }

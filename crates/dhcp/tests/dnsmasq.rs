@@ -54,6 +54,22 @@ fn lease_obtained_renewed_on_link_and_released() {
         (100..=120).contains(&preferred),
         "preferred_lft {preferred}"
     );
+    // Replacing the lifetime keeps what the runtime set: prefix, broadcast, its route.
+    let a = lab.addr_json(c, &addr).unwrap();
+    assert_eq!(a["prefixlen"], 24, "{a}");
+    assert_eq!(a["broadcast"], "198.18.0.255", "{a}");
+    let routes = Command::new("ip")
+        .args([
+            "-n",
+            &lab.containers[c].name,
+            "route",
+            "show",
+            "dev",
+            "eth0",
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&routes.stdout).contains("198.18.0.0/24"));
     assert!(wait_for(Duration::from_secs(3), || lab
         .server_lease_of(&addr)
         .is_some_and(|l| l.0 > server.0)));
