@@ -708,7 +708,16 @@ fn node_is(path: &Path, rdev: u64) -> bool {
 
 /// DEL: IPAM first, then the link, then a node of ours; a gone namespace or link is success.
 pub fn del(req: &Request) -> Result<(), PluginError> {
-    let conf = MacvtapConf::load(req)?;
+    // DEL only needs devDir; a config ADD would refuse must not block the cleanup.
+    let dev_dir = match MacvtapConf::load(req) {
+        Ok(c) => c.dev_dir,
+        Err(e) => {
+            tracing::warn!(
+                "DEL with a config ADD would refuse ({e}); looking for nodes in {DEFAULT_DEV_DIR}"
+            );
+            PathBuf::from(DEFAULT_DEV_DIR)
+        }
+    };
     if let Some(ipam) = Ipam::resolve(req)? {
         ipam.del(req)?;
     }
@@ -734,7 +743,7 @@ pub fn del(req: &Request) -> Result<(), PluginError> {
     // The device number must be read while the link exists.
     let node = if link.kind == LinkKind::Macvtap {
         match tap::resolve(&ns, &TapLink::Index(link.index)) {
-            Ok(dev) => Some((conf.dev_dir.join(format!("tap{}", dev.index)), dev.rdev())),
+            Ok(dev) => Some((dev_dir.join(format!("tap{}", dev.index)), dev.rdev())),
             Err(e) => {
                 tracing::warn!("reading the device number of {:?}: {e}", req.ifname);
                 None

@@ -598,6 +598,18 @@ fn del_without_add_gone_netns_and_status_gc() {
     assert!(store_ips(&data, NET).is_empty());
     assert!(dir_entries(&devdir).is_empty());
     assert!(dir_entries(&dev_b).is_empty());
+    // DEL with CNI_ARGS that ADD would refuse still removes the link.
+    let mut l2 = direct("bridge");
+    l2["devDir"] = json!(devdir);
+    go(&lab, "ADD", Some(&c), &l2).expect_ok();
+    let del = Call::new("DEL", Some(&ns_path(&c))).args("MAC=zz");
+    run(&lab, &macvtap(), &del, &l2).expect_ok();
+    assert!(link(&c, "net1").is_none());
+    // It looked for the node in /dev, so ours in devDir stays: remove it by hand.
+    for n in dir_entries(&devdir) {
+        std::fs::remove_file(devdir.join(n)).unwrap();
+    }
+
     let v = run(
         &lab,
         &macvtap(),
