@@ -271,7 +271,10 @@ impl Codec {
                         if delta == 0 {
                             break;
                         }
-                        field += i64::try_from(delta).map_err(|_| bad("field delta"))?;
+                        field = i64::try_from(delta)
+                            .ok()
+                            .and_then(|d| field.checked_add(d))
+                            .ok_or_else(|| bad("field delta"))?;
                         let (name, tid) =
                             usize::try_from(field)
                                 .ok()
@@ -558,6 +561,36 @@ mod tests {
         let v = d.read_value(&mut &out[..]).unwrap();
         assert_eq!(v.field("X"), Some(&Val::Int(22)));
         assert_eq!(v.field("Y"), Some(&Val::Int(33)));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let mut c = Codec::default();
+        let mut out = Vec::new();
+        let id = c.define(&mut out, &Def::Struct("P", vec![("X", INT), ("S", STRING)]));
+        c.value(
+            &mut out,
+            id,
+            &Val::Struct(vec![("S".into(), Val::Str("abc".into()))]),
+        )
+        .unwrap();
+        // Every truncation, and every single-byte corruption, of a valid stream.
+        for n in 0..out.len() {
+            let _ = Codec::default().read_value(&mut &out[..n]);
+        }
+        let mut seed = 0x9e37_79b9u32;
+        for i in 0..out.len() {
+            for _ in 0..16 {
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                let mut bad = out.clone();
+                bad[i] = seed as u8;
+                let _ = Codec::default().read_value(&mut &bad[..]);
+            }
+        }
+        let huge = [0xf8u8, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+        assert!(Codec::default().read_value(&mut &huge[..]).is_err());
     }
 
     #[test]
