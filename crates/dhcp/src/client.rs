@@ -26,6 +26,8 @@ use crate::DhcpError;
 const SERVER_PORT: u16 = 67;
 const CLIENT_PORT: u16 = 68;
 const ETH_P_IP: u16 = 0x0800;
+/// Shortest lease we act on (a shorter one is treated as this long).
+const MIN_LEASE_SECS: u32 = 8;
 
 /// Retransmission and timeouts (the reference daemon's flags).
 #[derive(Debug, Clone, Copy)]
@@ -375,17 +377,20 @@ pub fn grant_of(ack: &Message, src: Ipv4Addr) -> Result<Grant, DhcpError> {
         Some(DhcpOption::Router(list)) => list.first().copied(),
         _ => None,
     };
+    // A lease shorter than a few seconds (or T1/T2 of 0) would have us hammer the
+    // server in a loop; keep the timers ordered: 0 < T1 <= T2 <= lease.
     let lease_secs = match opts.get(OptionCode::AddressLeaseTime) {
-        Some(DhcpOption::AddressLeaseTime(s)) => *s,
+        Some(DhcpOption::AddressLeaseTime(s)) => (*s).max(MIN_LEASE_SECS),
         _ => DEFAULT_LEASE_SECS,
     };
-    let t2_secs = match opts.get(OptionCode::Rebinding) {
-        Some(DhcpOption::Rebinding(s)) => *s,
-        _ => u32::try_from(u64::from(lease_secs) * 85 / 100).unwrap_or(u32::MAX),
-    };
+    let default_t2 = u32::try_from(u64::from(lease_secs) * 85 / 100).unwrap_or(u32::MAX);
     let t1_secs = match opts.get(OptionCode::Renewal) {
-        Some(DhcpOption::Renewal(s)) => *s,
+        Some(DhcpOption::Renewal(s)) if *s > 0 && *s <= lease_secs => *s,
         _ => lease_secs / 2,
+    };
+    let t2_secs = match opts.get(OptionCode::Rebinding) {
+        Some(DhcpOption::Rebinding(s)) if *s >= t1_secs && *s <= lease_secs => *s,
+        _ => default_t2.max(t1_secs),
     };
     let mut routes = Vec::new();
     if let Some(DhcpOption::ClasslessStaticRoute(list)) = opts.get(OptionCode::ClasslessStaticRoute)
@@ -676,6 +681,13 @@ mod tests {
         let g = grant_of(&ack, Ipv4Addr::new(198, 18, 0, 1)).unwrap();
         assert_eq!(g.routes.len(), 1);
         assert!(g.routes[0].link_scope);
+
+        // Nonsense timers are put in order instead of renewing in a tight loop.
+        ack.opts_mut().insert(DhcpOption::AddressLeaseTime(0));
+        ack.opts_mut().insert(DhcpOption::Renewal(0));
+        ack.opts_mut().insert(DhcpOption::Rebinding(1000));
+        let g = grant_of(&ack, Ipv4Addr::new(198, 18, 0, 1)).unwrap();
+        assert_eq!((g.lease_secs, g.t1_secs, g.t2_secs), (8, 4, 6));
 
         ack.opts_mut().remove(OptionCode::SubnetMask);
         assert!(matches!(grant_of(&ack, z), Err(DhcpError::NoMask { .. })));
