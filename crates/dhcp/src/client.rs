@@ -653,6 +653,51 @@ mod tests {
     }
 
     #[test]
+    fn messages_carry_client_id_options_and_broadcast_flag() {
+        let iface = Iface {
+            index: 2,
+            name: "eth0".into(),
+            mac: [2, 0, 0, 0, 0, 1],
+        };
+        let mut options = LeaseOptions::default();
+        options.provide.insert(12, b"pod-a".to_vec());
+        options.request = vec![121, 3, 1];
+        let who = Identity {
+            client_id: "c/n/eth0",
+            options: &options,
+        };
+        let mut timing = Timing::default();
+        let z = Ipv4Addr::UNSPECIFIED;
+        let m = message(&iface, who, &timing, 7, MessageType::Discover, z).unwrap();
+        assert!(!m.flags().broadcast());
+        assert_eq!(
+            m.opts().get(OptionCode::ClientIdentifier),
+            Some(&DhcpOption::ClientIdentifier(b"\0c/n/eth0".to_vec()))
+        );
+        assert_eq!(
+            m.opts().get(OptionCode::Hostname),
+            Some(&DhcpOption::Hostname("pod-a".into()))
+        );
+        assert!(m.opts().get(OptionCode::ParameterRequestList).is_some());
+        timing.broadcast = true;
+        let m = message(&iface, who, &timing, 7, MessageType::Discover, z).unwrap();
+        assert!(m.flags().broadcast());
+        // A renewing client has an address: unicast replies, no flag (RFC 2131 §4.1).
+        let renew = message(
+            &iface,
+            who,
+            &timing,
+            7,
+            MessageType::Request,
+            Ipv4Addr::new(198, 18, 0, 5),
+        )
+        .unwrap();
+        assert!(!renew.flags().broadcast());
+        let rel = message(&iface, who, &timing, 7, MessageType::Release, z).unwrap();
+        assert!(rel.opts().get(OptionCode::Hostname).is_none());
+    }
+
+    #[test]
     fn ack_decoding_follows_the_reference() {
         let z = Ipv4Addr::UNSPECIFIED;
         let mut ack = Message::new(z, Ipv4Addr::new(198, 18, 0, 50), z, z, &[2, 0, 0, 0, 0, 1]);
