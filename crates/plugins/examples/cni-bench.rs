@@ -3,7 +3,8 @@
 //!
 //! `cargo run --release -p macvnet-plugins --example cni-bench -- [ITERATIONS]`
 //! (root; needs /usr/lib/cni/macvlan). Our binaries are taken from the same target
-//! dir as this example (`cargo build --release -p macvnet-plugins` first).
+//! dir as this example (`cargo build --release -p macvnet-plugins` first), or from
+//! `MACVNET_BENCH_DIR` when set (e.g. a static build).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -26,7 +27,9 @@ struct Impl {
 
 /// Spawn `cmd`, feed `stdin`, reap with wait4: (wall time, peak RSS KiB, success).
 fn measure(mut cmd: Command, stdin: &[u8]) -> Result<(Duration, i64, bool), String> {
-    cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(|e| format!("spawn: {e}"))?;
     if let Some(mut i) = child.stdin.take() {
@@ -71,11 +74,16 @@ fn conf(imp: &Impl) -> Vec<u8> {
 fn pct(v: &mut [Duration], p: f64) -> f64 {
     v.sort();
     let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v.get(i).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(f64::NAN)
+    v.get(i)
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .unwrap_or(f64::NAN)
 }
 
 fn main() -> ExitCode {
-    let iterations: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(200);
+    let iterations: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(200);
     if !require_root("cni-bench") {
         return ExitCode::FAILURE;
     }
@@ -93,19 +101,25 @@ fn main() -> ExitCode {
 }
 
 fn run(iterations: usize) -> Result<(), String> {
-    let our_dir = std::env::current_exe()
-        .map_err(|e| e.to_string())?
-        .parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .ok_or("no target dir")?;
+    let our_dir = match std::env::var_os("MACVNET_BENCH_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => std::env::current_exe()
+            .map_err(|e| e.to_string())?
+            .parent()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .ok_or("no target dir")?,
+    };
     if !our_dir.join("macvlan").exists() {
         return Err(format!("{}/macvlan not built", our_dir.display()));
     }
     let (host, _lan) = uplink_pair("bench").map_err(|e| e.to_string())?;
     let tmp = std::env::temp_dir().join(format!("mvt-{}-bench", std::process::id()));
     let mut imps = Vec::new();
-    for (name, dir) in [("ours", our_dir.clone()), ("reference", PathBuf::from(REF_DIR))] {
+    for (name, dir) in [
+        ("ours", our_dir.clone()),
+        ("reference", PathBuf::from(REF_DIR)),
+    ] {
         imps.push(Impl {
             name,
             dir,
@@ -118,10 +132,13 @@ fn run(iterations: usize) -> Result<(), String> {
     }
     // Floor: a process started in the host namespace doing nothing.
     let mut floor = Vec::new();
+    let mut floor_rss = 0i64;
     let result = (|| -> Result<(), String> {
         for i in 0..iterations + 5 {
-            let t = macvnet_netlink::netns::command_in(&host.ns, "/bin/true").map_err(|e| e.to_string())?;
-            let (d, _, _) = measure(t, b"")?;
+            let t = macvnet_netlink::netns::command_in(&host.ns, "/bin/true")
+                .map_err(|e| e.to_string())?;
+            let (d, rss, _) = measure(t, b"")?;
+            floor_rss = floor_rss.max(rss);
             let warm = i >= 5;
             if warm {
                 floor.push(d);
@@ -152,8 +169,14 @@ fn run(iterations: usize) -> Result<(), String> {
     let _ = std::fs::remove_dir_all(&tmp);
     result?;
     println!("iterations: {iterations} (after 5 warm-up), host-local IPAM, cniVersion 1.0.0");
-    println!("floor (/bin/true in the host netns): p50 {:.2} ms", pct(&mut floor, 0.5));
-    println!("{:10} {:>9} {:>9} {:>9} {:>9} {:>10}", "", "ADD p50", "ADD p99", "DEL p50", "DEL p99", "peak RSS");
+    println!(
+        "floor (/bin/true started the same way): p50 {:.2} ms, peak RSS {floor_rss} KiB",
+        pct(&mut floor, 0.5)
+    );
+    println!(
+        "{:10} {:>9} {:>9} {:>9} {:>9} {:>10}",
+        "", "ADD p50", "ADD p99", "DEL p50", "DEL p99", "peak RSS"
+    );
     let mut rows = Vec::new();
     for imp in &mut imps {
         let row = (
@@ -170,6 +193,13 @@ fn run(iterations: usize) -> Result<(), String> {
         rows.push(row);
     }
     if let [o, r] = rows.as_slice() {
+        let above = |x: i64| (x - floor_rss).max(1) as f64;
+        println!(
+            "RSS above the floor: ours {} KiB, reference {} KiB, ratio {:.2}x",
+            o.4 - floor_rss,
+            r.4 - floor_rss,
+            above(o.4) / above(r.4)
+        );
         println!(
             "ratio ours/reference: ADD p50 {:.2}x  ADD p99 {:.2}x  DEL p50 {:.2}x  DEL p99 {:.2}x  RSS {:.2}x",
             o.0 / r.0,

@@ -112,7 +112,11 @@ pub fn validate_addrs(
     let have = h
         .addrs(Some(index))
         .map_err(|e| PluginError::netlink(format!("failed to list addresses of {ifname}"), e))?;
-    for ipc in result.ips.iter().filter(|i| i.interface.is_none_or(|n| n == 0)) {
+    for ipc in result
+        .ips
+        .iter()
+        .filter(|i| i.interface.is_none_or(|n| n == 0))
+    {
         if !have.iter().any(|a| a.addr == ipc.address) {
             return Err(PluginError::Check(format!(
                 "Failed to match addr {} on interface {ifname}",

@@ -9,7 +9,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use macvnet_cni::{CniError, CniResult, Dns, Interface, Plugin, Request};
-use macvnet_netlink::{self as nl, Handle, LinkChange, LinkKind, MacAddr, MacvlanSpec, Mode, NetnsRef};
+use macvnet_netlink::{
+    self as nl, Handle, LinkChange, LinkKind, MacAddr, MacvlanSpec, Mode, NetnsRef,
+};
 use serde::Deserialize;
 
 use crate::attach;
@@ -88,7 +90,9 @@ fn parse_mac(s: &str, from_args: bool) -> Result<MacAddr, PluginError> {
             PluginError::InvalidConfig(msg)
         }
     };
-    let mac: MacAddr = s.parse().map_err(|e: nl::mac::ParseMacError| bad(e.to_string()))?;
+    let mac: MacAddr = s
+        .parse()
+        .map_err(|e: nl::mac::ParseMacError| bad(e.to_string()))?;
     if !mac.is_unicast() || mac.is_zero() {
         return Err(bad("not a unicast address".to_string()));
     }
@@ -441,7 +445,11 @@ pub fn check(req: &Request) -> Result<(), PluginError> {
             intf.name
         ))
     })?;
-    let Some(info) = link.macvlan.as_ref().filter(|_| link.kind == LinkKind::Macvlan) else {
+    let Some(info) = link
+        .macvlan
+        .as_ref()
+        .filter(|_| link.kind == LinkKind::Macvlan)
+    else {
         return Err(PluginError::Check(format!(
             "error: Container interface {} not of type macvlan",
             link.name
@@ -465,7 +473,8 @@ pub fn check(req: &Request) -> Result<(), PluginError> {
     let mut ips = prev.clone();
     // Addresses of other interfaces are not ours to check.
     let our = prev.interfaces.iter().position(|i| std::ptr::eq(i, intf));
-    ips.ips.retain(|i| i.interface.is_none() || i.interface == our);
+    ips.ips
+        .retain(|i| i.interface.is_none() || i.interface == our);
     for i in &mut ips.ips {
         i.interface = Some(0);
     }

@@ -123,7 +123,9 @@ fn find_in_segment(seg: &[u8], align: usize) -> Option<String> {
         if name == NOTE_OWNER && kind == NOTE_TYPE {
             let desc = seg.get(desc_start..desc_start + descsz)?;
             let end = desc.iter().position(|b| *b == 0).unwrap_or(desc.len());
-            return std::str::from_utf8(desc.get(..end)?).ok().map(str::to_string);
+            return std::str::from_utf8(desc.get(..end)?)
+                .ok()
+                .map(str::to_string);
         }
         off = next;
     }

@@ -33,31 +33,116 @@ fn error_codes_leave_nothing_behind() {
         v
     };
     let cases: Vec<(&str, u64, Call, Value)> = vec![
-        ("unsupported cniVersion", 1, Call::new("ADD", Some(&p)), with(&|v| v["cniVersion"] = json!("9.9.9"))),
+        (
+            "unsupported cniVersion",
+            1,
+            Call::new("ADD", Some(&p)),
+            with(&|v| v["cniVersion"] = json!("9.9.9")),
+        ),
         ("CNI_NETNS missing", 4, Call::new("ADD", None), base(&data)),
-        ("unknown CNI_ARGS key", 4, Call::new("ADD", Some(&p)).args("FOO=bar"), base(&data)),
-        ("bad MAC in CNI_ARGS", 4, Call::new("ADD", Some(&p)).args("MAC=zz:11:22:33:44:55"), base(&data)),
-        ("mtu is a string", 6, Call::new("ADD", Some(&p)), with(&|v| v["mtu"] = json!("big"))),
-        ("bad mode", 7, Call::new("ADD", Some(&p)), with(&|v| v["mode"] = json!("bridgy"))),
-        ("mtu above master", 7, Call::new("ADD", Some(&p)), with(&|v| v["mtu"] = json!(9000))),
-        ("negative mtu", 7, Call::new("ADD", Some(&p)), with(&|v| v["mtu"] = json!(-1))),
-        ("missing master", 7, Call::new("ADD", Some(&p)), with(&|v| v["master"] = json!("nosuch0"))),
-        ("bad MAC in config", 7, Call::new("ADD", Some(&p)), with(&|v| v["mac"] = json!("01:00:5e:00:00:01"))),
-        ("bad MAC in runtimeConfig", 7, Call::new("ADD", Some(&p)), with(&|v| v["runtimeConfig"] = json!({"mac": "nope"}))),
-        ("sourceMacs without source mode", 7, Call::new("ADD", Some(&p)), with(&|v| v["sourceMacs"] = json!(["02:00:00:00:00:01"]))),
-        ("netns does not exist", 3, Call::new("ADD", Some(&gone)), base(&data)),
-        ("CHECK without prevResult", 7, Call::new("CHECK", Some(&p)), l2()),
-        ("IPAM plugin not on CNI_PATH", 999, Call::new("ADD", Some(&p)), with(&|v| v["ipam"]["type"] = json!("nosuch-ipam"))),
+        (
+            "unknown CNI_ARGS key",
+            4,
+            Call::new("ADD", Some(&p)).args("FOO=bar"),
+            base(&data),
+        ),
+        (
+            "bad MAC in CNI_ARGS",
+            4,
+            Call::new("ADD", Some(&p)).args("MAC=zz:11:22:33:44:55"),
+            base(&data),
+        ),
+        (
+            "mtu is a string",
+            6,
+            Call::new("ADD", Some(&p)),
+            with(&|v| v["mtu"] = json!("big")),
+        ),
+        (
+            "bad mode",
+            7,
+            Call::new("ADD", Some(&p)),
+            with(&|v| v["mode"] = json!("bridgy")),
+        ),
+        (
+            "mtu above master",
+            7,
+            Call::new("ADD", Some(&p)),
+            with(&|v| v["mtu"] = json!(9000)),
+        ),
+        (
+            "negative mtu",
+            7,
+            Call::new("ADD", Some(&p)),
+            with(&|v| v["mtu"] = json!(-1)),
+        ),
+        (
+            "missing master",
+            7,
+            Call::new("ADD", Some(&p)),
+            with(&|v| v["master"] = json!("nosuch0")),
+        ),
+        (
+            "bad MAC in config",
+            7,
+            Call::new("ADD", Some(&p)),
+            with(&|v| v["mac"] = json!("01:00:5e:00:00:01")),
+        ),
+        (
+            "bad MAC in runtimeConfig",
+            7,
+            Call::new("ADD", Some(&p)),
+            with(&|v| v["runtimeConfig"] = json!({"mac": "nope"})),
+        ),
+        (
+            "sourceMacs without source mode",
+            7,
+            Call::new("ADD", Some(&p)),
+            with(&|v| v["sourceMacs"] = json!(["02:00:00:00:00:01"])),
+        ),
+        (
+            "netns does not exist",
+            3,
+            Call::new("ADD", Some(&gone)),
+            base(&data),
+        ),
+        (
+            "CHECK without prevResult",
+            7,
+            Call::new("CHECK", Some(&p)),
+            l2(),
+        ),
+        (
+            "IPAM plugin not on CNI_PATH",
+            999,
+            Call::new("ADD", Some(&p)),
+            with(&|v| v["ipam"]["type"] = json!("nosuch-ipam")),
+        ),
     ];
     for (what, code, call, conf) in cases {
         let o = run(&lab, &ours(), &call, &conf);
         assert_eq!(o.code(), code, "{what}: {}", o.stdout);
-        assert_eq!(links(&c), Vec::<String>::new(), "{what}: link left in container");
-        assert_eq!(links(&lab.host), vec!["eth0".to_string()], "{what}: link left on host");
-        assert!(store_ips(&data, NET).is_empty(), "{what}: address left in store");
+        assert_eq!(
+            links(&c),
+            Vec::<String>::new(),
+            "{what}: link left in container"
+        );
+        assert_eq!(
+            links(&lab.host),
+            vec!["eth0".to_string()],
+            "{what}: link left on host"
+        );
+        assert!(
+            store_ips(&data, NET).is_empty(),
+            "{what}: address left in store"
+        );
         if reference().plugin.exists() {
             let r = run(&lab, &reference(), &call, &conf);
-            let rc = if r.ok { "ok".to_string() } else { r.code().to_string() };
+            let rc = if r.ok {
+                "ok".to_string()
+            } else {
+                r.code().to_string()
+            };
             eprintln!("{what:32} ours {code:3}  reference {rc:3}  ({})", o.msg());
             // The reference accepts keys it does not know and leaks on IPAM errors: clean up.
             if let Some(l) = link(&c, "net1") {
@@ -85,9 +170,20 @@ fn ipam_errors_pass_through() {
     let conf = json!({"cniVersion": "1.0.0", "name": NET, "type": "macvlan", "master": "eth0",
                       "ipam": {"type": "host-local", "dataDir": data}});
     let ipam_bin = our_dir().join("host-local");
-    let direct = run_prog(&lab.host, &ipam_bin, &our_dir().display().to_string(), &Call::new("ADD", Some(&p)), &conf);
+    let direct = run_prog(
+        &lab.host,
+        &ipam_bin,
+        &our_dir().display().to_string(),
+        &Call::new("ADD", Some(&p)),
+        &conf,
+    );
     for exec in ["0", "1"] {
-        let o = run(&lab, &ours(), &Call::new("ADD", Some(&p)).env("MACVNET_IPAM_EXEC", exec), &conf);
+        let o = run(
+            &lab,
+            &ours(),
+            &Call::new("ADD", Some(&p)).env("MACVNET_IPAM_EXEC", exec),
+            &conf,
+        );
         assert_eq!(o.json()["code"], direct.json()["code"], "exec={exec}");
         assert_eq!(o.msg(), direct.msg(), "exec={exec}");
         assert_eq!(links(&c), Vec::<String>::new());
@@ -106,10 +202,25 @@ fn ifname_taken_in_container() {
         let data = lab.data_dir(imp.name);
         let conf = base(&data);
         run(&lab, &imp, &Call::new("ADD", Some(&p)), &conf).expect_ok();
-        let o = run(&lab, &imp, &Call::new("ADD", Some(&p)).id("mvt-ctr-2"), &conf);
+        let o = run(
+            &lab,
+            &imp,
+            &Call::new("ADD", Some(&p)).id("mvt-ctr-2"),
+            &conf,
+        );
         assert_eq!(o.code(), 999);
-        assert!(o.msg().starts_with("failed to rename macvlan to \"net1\""), "{}: {}", imp.name, o.msg());
-        assert_eq!(links(&c), vec!["net1".to_string()], "{}: temp link left", imp.name);
+        assert!(
+            o.msg().starts_with("failed to rename macvlan to \"net1\""),
+            "{}: {}",
+            imp.name,
+            o.msg()
+        );
+        assert_eq!(
+            links(&c),
+            vec!["net1".to_string()],
+            "{}: temp link left",
+            imp.name
+        );
         // Only the first attachment's address is held.
         assert_eq!(store_ips(&data, NET), vec!["198.18.6.2".to_string()]);
         run(&lab, &imp, &Call::new("DEL", Some(&p)), &conf).expect_ok();
@@ -132,19 +243,39 @@ fn ipam_failure_after_link_creation() {
         let c1 = lab.container(&format!("{}-1", imp.name));
         let c2 = lab.container(&format!("{}-2", imp.name));
         run(&lab, &imp, &Call::new("ADD", Some(&ns_path(&c1))), &conf).expect_ok();
-        let o = run(&lab, &imp, &Call::new("ADD", Some(&ns_path(&c2))).id("mvt-ctr-2"), &conf);
-        assert!(o.msg().contains("no IP addresses available"), "{}: {}", imp.name, o.msg());
+        let o = run(
+            &lab,
+            &imp,
+            &Call::new("ADD", Some(&ns_path(&c2))).id("mvt-ctr-2"),
+            &conf,
+        );
+        assert!(
+            o.msg().contains("no IP addresses available"),
+            "{}: {}",
+            imp.name,
+            o.msg()
+        );
         let left = links(&c2);
         if imp.name == "ours" {
             assert_eq!(left, Vec::<String>::new(), "ours must delete the link");
         } else {
-            assert_eq!(left, vec!["net1".to_string()], "the reference leaks the link (known bug)");
+            assert_eq!(
+                left,
+                vec!["net1".to_string()],
+                "the reference leaks the link (known bug)"
+            );
         }
         assert_eq!(store_ips(&data, NET), vec!["198.18.7.10".to_string()]);
         assert_eq!(links(&lab.host), vec!["eth0".to_string()]);
         run(&lab, &imp, &Call::new("DEL", Some(&ns_path(&c1))), &conf).expect_ok();
         // Cleaning up the reference's leak.
-        run(&lab, &imp, &Call::new("DEL", Some(&ns_path(&c2))).id("mvt-ctr-2"), &conf).expect_ok();
+        run(
+            &lab,
+            &imp,
+            &Call::new("DEL", Some(&ns_path(&c2))).id("mvt-ctr-2"),
+            &conf,
+        )
+        .expect_ok();
         assert_eq!(links(&c2), Vec::<String>::new());
     }
 }

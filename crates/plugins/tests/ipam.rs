@@ -36,22 +36,39 @@ fn resolve_picks_in_process_only_for_our_binaries() {
                       "ipam": {"type": "host-local", "subnet": "198.18.8.0/24"}});
     let ours_dir = our_dir().display().to_string();
     let ipam = Ipam::resolve(&request(&conf, &ours_dir)).unwrap().unwrap();
-    assert!(ipam.in_process(), "our host-local at {}", ipam.path().display());
+    assert!(
+        ipam.in_process(),
+        "our host-local at {}",
+        ipam.path().display()
+    );
     let mut st = conf.clone();
     st["ipam"]["type"] = json!("static");
-    assert!(Ipam::resolve(&request(&st, &ours_dir)).unwrap().unwrap().in_process());
+    assert!(Ipam::resolve(&request(&st, &ours_dir))
+        .unwrap()
+        .unwrap()
+        .in_process());
     // Our macvlan binary is not an IPAM plugin of that name.
     let link = TempDir::new("ipamlink");
     std::fs::copy(our_dir().join("macvlan"), link.path().join("host-local")).unwrap();
-    let ipam = Ipam::resolve(&request(&conf, &link.path().display().to_string())).unwrap().unwrap();
+    let ipam = Ipam::resolve(&request(&conf, &link.path().display().to_string()))
+        .unwrap()
+        .unwrap();
     assert!(!ipam.in_process());
     // A copy of ours elsewhere is still ours.
     std::fs::copy(our_dir().join("host-local"), link.path().join("host-local")).unwrap();
-    assert!(Ipam::resolve(&request(&conf, &link.path().display().to_string())).unwrap().unwrap().in_process());
+    assert!(
+        Ipam::resolve(&request(&conf, &link.path().display().to_string()))
+            .unwrap()
+            .unwrap()
+            .in_process()
+    );
     if std::path::Path::new(REF_DIR).join("host-local").exists() {
         let path = format!("{REF_DIR}:{ours_dir}");
         let ipam = Ipam::resolve(&request(&conf, &path)).unwrap().unwrap();
-        assert!(!ipam.in_process(), "the reference's host-local comes first and is exec'd");
+        assert!(
+            !ipam.in_process(),
+            "the reference's host-local comes first and is exec'd"
+        );
     }
     let mut none = conf.clone();
     none.as_object_mut().unwrap().remove("ipam");
@@ -79,7 +96,12 @@ fn in_process_and_exec_give_same_result_and_store() {
             let files = store_files(&data, NET);
             let del = Call::new("DEL", Some(&ns_path(&c))).env("MACVNET_IPAM_EXEC", exec);
             run(&lab, &ours(), &del, &conf).expect_ok();
-            outs.push((version, normalize(res.json()), files, store_files(&data, NET)));
+            outs.push((
+                version,
+                normalize(res.json()),
+                files,
+                store_files(&data, NET),
+            ));
         }
     }
     let (a, b) = outs.split_at(3);
@@ -104,8 +126,20 @@ fn status_and_gc_delegate_to_host_local() {
         let c2 = lab.container("c2");
         let e = |call: Call| call.env("MACVNET_IPAM_EXEC", exec);
         run(&lab, &ours(), &e(Call::new("STATUS", None)), &conf).expect_ok();
-        run(&lab, &ours(), &e(Call::new("ADD", Some(&ns_path(&c1))).id("ctr-a")), &conf).expect_ok();
-        run(&lab, &ours(), &e(Call::new("ADD", Some(&ns_path(&c2))).id("ctr-b")), &conf).expect_ok();
+        run(
+            &lab,
+            &ours(),
+            &e(Call::new("ADD", Some(&ns_path(&c1))).id("ctr-a")),
+            &conf,
+        )
+        .expect_ok();
+        run(
+            &lab,
+            &ours(),
+            &e(Call::new("ADD", Some(&ns_path(&c2))).id("ctr-b")),
+            &conf,
+        )
+        .expect_ok();
         // Range full: STATUS says 51 (limited connectivity), passed through.
         let st = run(&lab, &ours(), &e(Call::new("STATUS", None)), &conf);
         assert_eq!(st.code(), 51, "exec={exec}: {}", st.stdout);
@@ -113,10 +147,20 @@ fn status_and_gc_delegate_to_host_local() {
         let mut gc = conf.clone();
         gc["cni.dev/valid-attachments"] = json!([{"containerID": "ctr-a", "ifname": "net1"}]);
         run(&lab, &ours(), &e(Call::new("GC", None)), &gc).expect_ok();
-        assert_eq!(store_ips(&data, NET), vec!["198.18.9.10".to_string()], "exec={exec}");
+        assert_eq!(
+            store_ips(&data, NET),
+            vec!["198.18.9.10".to_string()],
+            "exec={exec}"
+        );
         run(&lab, &ours(), &e(Call::new("STATUS", None)), &conf).expect_ok();
         for (c, id) in [(&c1, "ctr-a"), (&c2, "ctr-b")] {
-            run(&lab, &ours(), &e(Call::new("DEL", Some(&ns_path(c))).id(id)), &conf).expect_ok();
+            run(
+                &lab,
+                &ours(),
+                &e(Call::new("DEL", Some(&ns_path(c))).id(id)),
+                &conf,
+            )
+            .expect_ok();
         }
         assert!(store_ips(&data, NET).is_empty());
     }

@@ -55,17 +55,31 @@ fn differential_add_check_del_every_version() {
             assert_eq!(res["cniVersion"], version);
             let mac = res["interfaces"][0]["mac"].as_str().unwrap().to_string();
             let l = link(&c, "net1").unwrap();
-            assert_eq!(l.mac.unwrap().to_string(), mac, "{} {version}: MAC in result", imp.name);
+            assert_eq!(
+                l.mac.unwrap().to_string(),
+                mac,
+                "{} {version}: MAC in result",
+                imp.name
+            );
             assert_eq!(res["interfaces"][0]["sandbox"], ns_path(&c));
             views.push(view(&c, "net1"));
             assert_eq!(store_ips(&data, NET), vec!["198.18.3.2".to_string()]);
             if version != "0.3.0" && version != "0.3.1" {
-                let check = run(&lab, &imp, &Call::new("CHECK", Some(&ns_path(&c))), &with_prev(conf.clone(), &res));
+                let check = run(
+                    &lab,
+                    &imp,
+                    &Call::new("CHECK", Some(&ns_path(&c))),
+                    &with_prev(conf.clone(), &res),
+                );
                 check.expect_ok();
             }
             let del = run(&lab, &imp, &Call::new("DEL", Some(&ns_path(&c))), &conf);
             del.expect_ok();
-            assert!(link(&c, "net1").is_none(), "{} {version}: link left after DEL", imp.name);
+            assert!(
+                link(&c, "net1").is_none(),
+                "{} {version}: link left after DEL",
+                imp.name
+            );
             assert!(store_ips(&data, NET).is_empty());
             // DEL again: idempotent.
             run(&lab, &imp, &Call::new("DEL", Some(&ns_path(&c))), &conf).expect_ok();
@@ -96,30 +110,85 @@ fn ours_alone_1_1_0_and_check_failures() {
     assert_eq!(res["cniVersion"], "1.1.0");
     assert_eq!(res["ips"][0]["address"], "198.18.4.2/24");
     let v = view(&c, "net1");
-    assert!(v.routes.iter().any(|r| r.starts_with("0.0.0.0/0 via Some(198.18.4.1)")), "{:?}", v.routes);
-    assert!(v.routes.iter().any(|r| r.starts_with("198.19.0.0/16 via Some(198.18.4.254)")), "{:?}", v.routes);
-    run(&lab, &ours(), &Call::new("CHECK", Some(&ns_path(&c))), &with_prev(conf.clone(), &res)).expect_ok();
+    assert!(
+        v.routes
+            .iter()
+            .any(|r| r.starts_with("0.0.0.0/0 via Some(198.18.4.1)")),
+        "{:?}",
+        v.routes
+    );
+    assert!(
+        v.routes
+            .iter()
+            .any(|r| r.starts_with("198.19.0.0/16 via Some(198.18.4.254)")),
+        "{:?}",
+        v.routes
+    );
+    run(
+        &lab,
+        &ours(),
+        &Call::new("CHECK", Some(&ns_path(&c))),
+        &with_prev(conf.clone(), &res),
+    )
+    .expect_ok();
 
     // CHECK catches a wrong mode, a wrong MAC, a missing address.
     let mut wrong_mode = with_prev(conf.clone(), &res);
     wrong_mode["mode"] = json!("vepa");
-    let o = run(&lab, &ours(), &Call::new("CHECK", Some(&ns_path(&c))), &wrong_mode);
-    assert!(o.msg().contains("does not match expected value: vepa"), "{}", o.msg());
+    let o = run(
+        &lab,
+        &ours(),
+        &Call::new("CHECK", Some(&ns_path(&c))),
+        &wrong_mode,
+    );
+    assert!(
+        o.msg().contains("does not match expected value: vepa"),
+        "{}",
+        o.msg()
+    );
     let mut bad_mac = res.clone();
     bad_mac["interfaces"][0]["mac"] = json!("02:00:00:00:00:01");
-    let o = run(&lab, &ours(), &Call::new("CHECK", Some(&ns_path(&c))), &with_prev(conf.clone(), &bad_mac));
-    assert!(o.msg().contains("doesn't match container Mac"), "{}", o.msg());
+    let o = run(
+        &lab,
+        &ours(),
+        &Call::new("CHECK", Some(&ns_path(&c))),
+        &with_prev(conf.clone(), &bad_mac),
+    );
+    assert!(
+        o.msg().contains("doesn't match container Mac"),
+        "{}",
+        o.msg()
+    );
     let mut bad_ip = res.clone();
     bad_ip["ips"][0]["address"] = json!("198.18.4.99/24");
-    let o = run(&lab, &ours(), &Call::new("CHECK", Some(&ns_path(&c))), &with_prev(conf.clone(), &bad_ip));
-    assert!(o.msg().contains("Failed to match addr 198.18.4.99/24"), "{}", o.msg());
-    let o = run(&lab, &ours(), &Call::new("CHECK", Some(&ns_path(&c))), &conf);
+    let o = run(
+        &lab,
+        &ours(),
+        &Call::new("CHECK", Some(&ns_path(&c))),
+        &with_prev(conf.clone(), &bad_ip),
+    );
+    assert!(
+        o.msg().contains("Failed to match addr 198.18.4.99/24"),
+        "{}",
+        o.msg()
+    );
+    let o = run(
+        &lab,
+        &ours(),
+        &Call::new("CHECK", Some(&ns_path(&c))),
+        &conf,
+    );
     assert_eq!(o.code(), 7, "{}", o.msg());
 
     run(&lab, &ours(), &Call::new("DEL", Some(&ns_path(&c))), &conf).expect_ok();
     assert!(link(&c, "net1").is_none());
     // CHECK after DEL: the link is gone.
-    let o = run(&lab, &ours(), &Call::new("CHECK", Some(&ns_path(&c))), &with_prev(conf.clone(), &res));
+    let o = run(
+        &lab,
+        &ours(),
+        &Call::new("CHECK", Some(&ns_path(&c))),
+        &with_prev(conf.clone(), &res),
+    );
     assert!(!o.ok);
 }
 
@@ -141,7 +210,13 @@ fn l2_only_differential() {
             assert!(res.get("ips").is_none());
             views.push(view(&c, "net1"));
             if version != "0.3.1" {
-                run(&lab, &imp, &Call::new("CHECK", Some(&ns_path(&c))), &with_prev(conf.clone(), &res)).expect_ok();
+                run(
+                    &lab,
+                    &imp,
+                    &Call::new("CHECK", Some(&ns_path(&c))),
+                    &with_prev(conf.clone(), &res),
+                )
+                .expect_ok();
             }
             run(&lab, &imp, &Call::new("DEL", Some(&ns_path(&c))), &conf).expect_ok();
             assert!(link(&c, "net1").is_none());
@@ -179,7 +254,12 @@ fn del_without_add_and_gone_netns() {
         // Master missing: our DEL does not need it; the reference's (v1.1.1) does.
         let mut no_master = conf.clone();
         no_master["master"] = json!("nosuch0");
-        let o = run(&lab, &imp, &Call::new("DEL", Some(&ns_path(&c))), &no_master);
+        let o = run(
+            &lab,
+            &imp,
+            &Call::new("DEL", Some(&ns_path(&c))),
+            &no_master,
+        );
         if imp.name == "ours" {
             o.expect_ok();
         } else {
@@ -197,7 +277,8 @@ fn default_master_from_default_route() {
     {
         let mut h = lab.host.handle().unwrap();
         let eth0 = h.link_by_name("eth0").unwrap();
-        h.add_addr(eth0.index, "198.18.9.1/24".parse().unwrap()).unwrap();
+        h.add_addr(eth0.index, "198.18.9.1/24".parse().unwrap())
+            .unwrap();
         h.add_route(&macvnet_netlink::RouteSpec::via(
             "0.0.0.0/0".parse().unwrap(),
             "198.18.9.254".parse().unwrap(),
@@ -233,12 +314,23 @@ fn mac_from_args_and_runtime_config() {
         let call = Call::new("ADD", Some(&p)).args("IgnoreUnknown=true;MAC=c2:11:22:33:44:55");
         let r = run(&lab, &imp, &call, &conf);
         r.expect_ok();
-        assert_eq!(r.json()["interfaces"][0]["mac"], "c2:11:22:33:44:55", "{}", imp.name);
-        assert_eq!(link(&c, "net1").unwrap().mac.unwrap().to_string(), "c2:11:22:33:44:55");
+        assert_eq!(
+            r.json()["interfaces"][0]["mac"],
+            "c2:11:22:33:44:55",
+            "{}",
+            imp.name
+        );
+        assert_eq!(
+            link(&c, "net1").unwrap().mac.unwrap().to_string(),
+            "c2:11:22:33:44:55"
+        );
         run(&lab, &imp, &Call::new("DEL", Some(&p)), &conf).expect_ok();
         // Config mac alone.
         let r = run(&lab, &imp, &Call::new("ADD", Some(&p)), &conf);
-        assert_eq!(r.expect_ok().json()["interfaces"][0]["mac"], "02:11:22:33:44:01");
+        assert_eq!(
+            r.expect_ok().json()["interfaces"][0]["mac"],
+            "02:11:22:33:44:01"
+        );
         run(&lab, &imp, &Call::new("DEL", Some(&p)), &conf).expect_ok();
         // runtimeConfig beats CNI_ARGS, both spellings.
         for key in ["runtimeConfig", "RuntimeConfig"] {
@@ -246,8 +338,16 @@ fn mac_from_args_and_runtime_config() {
             conf[key] = json!({"mac": "c2:11:22:33:44:66"});
             let call = Call::new("ADD", Some(&p)).args("IgnoreUnknown=1;MAC=c2:11:22:33:44:55");
             let r = run(&lab, &imp, &call, &conf);
-            assert_eq!(r.expect_ok().json()["interfaces"][0]["mac"], "c2:11:22:33:44:66", "{} {key}", imp.name);
-            assert_eq!(link(&c, "net1").unwrap().mac.unwrap().to_string(), "c2:11:22:33:44:66");
+            assert_eq!(
+                r.expect_ok().json()["interfaces"][0]["mac"],
+                "c2:11:22:33:44:66",
+                "{} {key}",
+                imp.name
+            );
+            assert_eq!(
+                link(&c, "net1").unwrap().mac.unwrap().to_string(),
+                "c2:11:22:33:44:66"
+            );
             run(&lab, &imp, &Call::new("DEL", Some(&p)), &conf).expect_ok();
         }
     }
@@ -264,7 +364,8 @@ fn link_in_container_and_extras() {
     {
         let lan_fd = lab.lan.ns.open().unwrap();
         let mut h = c.handle().unwrap();
-        h.add_veth("ceth0", "cup0", Some(std::os::fd::AsFd::as_fd(&lan_fd))).unwrap();
+        h.add_veth("ceth0", "cup0", Some(std::os::fd::AsFd::as_fd(&lan_fd)))
+            .unwrap();
     }
     let p = ns_path(&c);
     let conf = json!({"cniVersion": "1.1.0", "name": NET, "type": "macvlan", "master": "ceth0",

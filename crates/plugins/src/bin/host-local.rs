@@ -4,6 +4,10 @@ macvnet_plugins::plugin_note!("host-local");
 fn main() -> std::process::ExitCode {
     macvnet_cni::skel::run(
         &macvnet_ipam::HostLocalPlugin,
-        concat!("CNI host-local plugin (macvnet ", env!("CARGO_PKG_VERSION"), ")"),
+        concat!(
+            "CNI host-local plugin (macvnet ",
+            env!("CARGO_PKG_VERSION"),
+            ")"
+        ),
     )
 }

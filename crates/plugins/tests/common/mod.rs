@@ -185,7 +185,13 @@ impl Call {
 
 /// Run `program` inside `host` with the CNI variables of `call` and `conf` on stdin;
 /// killed (by pid) after 30 s.
-pub fn run_prog(host: &TestNs, program: &Path, cni_path: &str, call: &Call, conf: &Value) -> Outcome {
+pub fn run_prog(
+    host: &TestNs,
+    program: &Path,
+    cni_path: &str,
+    call: &Call,
+    conf: &Value,
+) -> Outcome {
     let mut cmd = nl::netns::command_in(&host.ns, program.to_str().unwrap()).unwrap();
     cmd.env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
@@ -291,7 +297,12 @@ pub fn view(ns: &TestNs, name: &str) -> LinkView {
         .into_iter()
         // v6 kernel routes (fe80::/64, multicast) depend on timing; v4 connected ones do not.
         .filter(|r| r.oif == Some(l.index) && !(r.dst.addr().is_ipv6() && r.protocol == 2))
-        .map(|r| format!("{} via {:?} scope {} metric {:?}", r.dst, r.gateway, r.scope, r.metric))
+        .map(|r| {
+            format!(
+                "{} via {:?} scope {} metric {:?}",
+                r.dst, r.gateway, r.scope, r.metric
+            )
+        })
         .collect();
     routes.sort();
     LinkView {
