@@ -402,3 +402,34 @@ fn link_in_container_and_extras() {
     run(&lab, &ours(), &Call::new("DEL", Some(&p)), &conf).expect_ok();
     assert!(link(&c, "net1").is_none());
 }
+
+/// DNS in the result: the config's first, then what IPAM found (host-local resolvConf).
+/// The reference keeps only the config's.
+#[test]
+fn dns_from_config_and_ipam() {
+    if !require("dns_from_config_and_ipam", true) {
+        return;
+    }
+    let lab = Lab::new("mvdns");
+    let resolv = lab.dir.path().join("resolv.conf");
+    std::fs::write(&resolv, "nameserver 198.18.0.53\nsearch ipam.example\n").unwrap();
+    for imp in [ours(), reference()] {
+        let c = lab.container(imp.name);
+        let data = lab.data_dir(imp.name);
+        let mut conf = conf("1.0.0", &data, "198.18.11.0/24");
+        conf["ipam"]["resolvConf"] = json!(resolv);
+        conf["dns"] = json!({"nameservers": ["198.18.0.1"], "domain": "conf.example"});
+        let r = run(&lab, &imp, &Call::new("ADD", Some(&ns_path(&c))), &conf);
+        let dns = r.expect_ok().json()["dns"].clone();
+        if imp.name == "ours" {
+            assert_eq!(
+                dns,
+                json!({"nameservers": ["198.18.0.1", "198.18.0.53"], "domain": "conf.example",
+                       "search": ["ipam.example"]})
+            );
+        } else {
+            assert_eq!(dns, json!({"nameservers": ["198.18.0.1"], "domain": "conf.example"}));
+        }
+        run(&lab, &imp, &Call::new("DEL", Some(&ns_path(&c))), &conf).expect_ok();
+    }
+}
