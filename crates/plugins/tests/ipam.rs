@@ -93,6 +93,14 @@ fn in_process_and_exec_give_same_result_and_store() {
             let call = Call::new("ADD", Some(&ns_path(&c))).env("MACVNET_IPAM_EXEC", exec);
             let res = run(&lab, &ours(), &call, &conf);
             res.expect_ok();
+            // A v6 gateway makes ADD wait out DAD: nothing is tentative when it returns.
+            let mut h = c.handle().unwrap();
+            let l = h.link_by_name("net1").unwrap();
+            let addrs = h.addrs(Some(l.index)).unwrap();
+            assert!(addrs
+                .iter()
+                .any(|a| a.addr.addr().is_ipv6() && a.scope == 0));
+            assert!(addrs.iter().all(|a| !a.tentative), "{addrs:?}");
             let files = store_files(&data, NET);
             let del = Call::new("DEL", Some(&ns_path(&c))).env("MACVNET_IPAM_EXEC", exec);
             run(&lab, &ours(), &del, &conf).expect_ok();

@@ -428,7 +428,10 @@ fn dns_from_config_and_ipam() {
                        "search": ["ipam.example"]})
             );
         } else {
-            assert_eq!(dns, json!({"nameservers": ["198.18.0.1"], "domain": "conf.example"}));
+            assert_eq!(
+                dns,
+                json!({"nameservers": ["198.18.0.1"], "domain": "conf.example"})
+            );
         }
         run(&lab, &imp, &Call::new("DEL", Some(&ns_path(&c))), &conf).expect_ok();
     }
