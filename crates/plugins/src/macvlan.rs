@@ -49,6 +49,45 @@ struct RawConf {
     bccutoff: Option<i32>,
 }
 
+/// Our keys, as the reference spells them (plus ours).
+const KEYS: &[&str] = &[
+    "master",
+    "mode",
+    "mtu",
+    "mac",
+    "linkInContainer",
+    "bcqueuelen",
+    "sourceMacs",
+    "nopromisc",
+    "nodst",
+    "bccutoff",
+];
+
+/// Decode our keys with Go's `encoding/json` matching: the exact key, else one that
+/// differs only in ASCII case ("MTU", "Master"), so configs the reference accepts work.
+fn decode_raw(stdin: &[u8]) -> Result<RawConf, PluginError> {
+    let bad = |e: serde_json::Error| PluginError::Decode(e.to_string());
+    let value: serde_json::Value = serde_json::from_slice(stdin).map_err(bad)?;
+    let Some(obj) = value.as_object() else {
+        return Err(PluginError::Decode("not a JSON object".to_string()));
+    };
+    let mut picked = serde_json::Map::new();
+    for key in KEYS {
+        let found = obj
+            .get(*key)
+            .or_else(|| {
+                obj.iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                    .map(|(_, v)| v)
+            })
+            .filter(|v| !v.is_null());
+        if let Some(v) = found {
+            picked.insert((*key).to_string(), v.clone());
+        }
+    }
+    serde_json::from_value(serde_json::Value::Object(picked)).map_err(bad)
+}
+
 /// A validated macvlan configuration (no kernel lookups yet).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MacvlanConf {
@@ -102,8 +141,7 @@ fn parse_mac(s: &str, from_args: bool) -> Result<MacAddr, PluginError> {
 impl MacvlanConf {
     /// Parse and validate the config of `req` (stdin, CNI_ARGS, runtimeConfig).
     pub fn load(req: &Request) -> Result<Self, PluginError> {
-        let raw: RawConf =
-            serde_json::from_slice(&req.stdin).map_err(|e| PluginError::Decode(e.to_string()))?;
+        let raw = decode_raw(&req.stdin)?;
         let mode = parse_mode(raw.mode.as_deref().unwrap_or(""))?;
         let mut mac = match raw.mac.as_deref().filter(|m| !m.is_empty()) {
             Some(m) => Some(parse_mac(m, false)?),

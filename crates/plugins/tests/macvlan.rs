@@ -368,8 +368,9 @@ fn link_in_container_and_extras() {
             .unwrap();
     }
     let p = ns_path(&c);
+    // Key case as Go's encoding/json accepts it ("MTU", "Mode").
     let conf = json!({"cniVersion": "1.1.0", "name": NET, "type": "macvlan", "master": "ceth0",
-                      "linkInContainer": true, "mode": "vepa", "mtu": 1400, "bcqueuelen": 333});
+                      "linkInContainer": true, "Mode": "vepa", "MTU": 1400, "bcqueuelen": 333});
     run(&lab, &ours(), &Call::new("ADD", Some(&p)), &conf).expect_ok();
     let l = link(&c, "net1").unwrap();
     let master = link(&c, "ceth0").unwrap();

@@ -213,7 +213,10 @@ pub fn run_prog(
     }
     let mut child = cmd.spawn().unwrap();
     let data = serde_json::to_vec(conf).unwrap();
-    child.stdin.take().unwrap().write_all(&data).unwrap();
+    // A plugin may exit before reading stdin (bad environment): a broken pipe is fine.
+    if let Err(e) = child.stdin.take().unwrap().write_all(&data) {
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "writing stdin: {e}");
+    }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if child.try_wait().unwrap().is_some() {
