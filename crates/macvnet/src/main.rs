@@ -97,6 +97,12 @@ pub enum Command {
     Shim(cmd::shim::Args),
     /// macvtap char devices: open /dev/tapN for a program or VM, qemu arguments, sniff frames.
     Tap(cmd::tap::Args),
+    /// Benchmarks: data plane topologies, and our CNI plugins vs a reference.
+    Bench(cmd::bench::Args),
+    /// CNI plugins: install macvnet's plugins (macvlan, macvtap, host-local, static, dhcp, cluster) into a plugin dir.
+    Cni(cmd::cni::Args),
+    /// Cluster-wide IPAM on etcd: show the pool, reclaim a dead node's addresses.
+    Ipam(cmd::ipam::Args),
     /// Print a shell completion script.
     Completions(cmd::completions::Args),
 }
@@ -117,6 +123,9 @@ fn main() -> ExitCode {
         Command::Lab(a) => cmd::lab::run(a, &cli.global),
         Command::Shim(a) => cmd::shim::run(a, &cli.global),
         Command::Tap(a) => cmd::tap::run(a, &cli.global),
+        Command::Bench(a) => cmd::bench::run(a, &cli.global),
+        Command::Cni(a) => cmd::cni::run(a, &cli.global),
+        Command::Ipam(a) => cmd::ipam::run(a, &cli.global),
         Command::Completions(a) => cmd::completions::run(a, &cli.global),
     };
     match result {
