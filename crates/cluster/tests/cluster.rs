@@ -460,3 +460,47 @@ fn three_hosts_no_blocks_dense() {
 fn three_hosts_blocks_dense() {
     stress(500, 4, "198.18.18.0/23", json!({"size": 16}));
 }
+
+/// https endpoints with a private CA and client certificates (`trustedCAFile`, `certFile`,
+/// `keyFile`); without the client certificate etcd refuses the handshake.
+#[test]
+fn tls_with_client_certificates() {
+    let Some(certs) = common::Certs::make() else {
+        return;
+    };
+    let Some(etcd) = Etcd::start_with(1, Some(&certs)) else {
+        return;
+    };
+    let dir = TempDir::new("data");
+    let mut c = conf(
+        "tls",
+        "198.18.3.0/24",
+        &etcd.endpoints(),
+        "h",
+        &dir.0,
+        json!({"size": 4}),
+        3000,
+    );
+    c["ipam"]["etcd"]["trustedCAFile"] = json!(certs.ca());
+    c["ipam"]["etcd"]["certFile"] = json!(certs.path("client.crt"));
+    c["ipam"]["etcd"]["keyFile"] = json!(certs.path("client.key"));
+    let (code, r) = call("ADD", "c1", "eth0", &c);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(call("DEL", "c1", "eth0", &c).0, 0);
+    assert!(ipam(&c).records().unwrap().is_empty());
+    // No client certificate: refused; no CA: the server is not trusted. Both come back as
+    // "try again later" once the (short) timeout runs out.
+    let mut no_cert = c.clone();
+    no_cert["ipam"]["etcd"]["certFile"] = Value::Null;
+    no_cert["ipam"]["etcd"]["keyFile"] = Value::Null;
+    no_cert["ipam"]["etcd"]["timeoutMs"] = json!(500);
+    assert_ne!(call("ADD", "c2", "eth0", &no_cert).0, 0);
+    let mut no_ca = c.clone();
+    no_ca["ipam"]["etcd"]["trustedCAFile"] = Value::Null;
+    no_ca["ipam"]["etcd"]["timeoutMs"] = json!(500);
+    assert_ne!(call("ADD", "c3", "eth0", &no_ca).0, 0);
+    // A key without its certificate is a config error.
+    let mut half = c.clone();
+    half["ipam"]["etcd"]["certFile"] = Value::Null;
+    assert_ne!(call("ADD", "c4", "eth0", &half).0, 0);
+}

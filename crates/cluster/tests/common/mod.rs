@@ -55,15 +55,70 @@ pub struct Etcd {
     pub tag: String,
 }
 
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl.
+pub struct Certs {
+    pub dir: TempDir,
+}
+
+impl Certs {
+    pub fn ca(&self) -> String {
+        self.path("ca.crt")
+    }
+    pub fn path(&self, f: &str) -> String {
+        self.dir.0.join(f).to_string_lossy().into_owned()
+    }
+
+    /// None (with the reason printed) when openssl is missing or fails.
+    pub fn make() -> Option<Certs> {
+        let dir = TempDir::new("certs");
+        let script = r#"set -e
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=mvt-test-ca
+for who in server client; do
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout $who.key -out $who.csr -subj /CN=mvt-$who
+done
+printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n' > server.ext
+printf 'extendedKeyUsage=clientAuth\n' > client.ext
+for who in server client; do
+  openssl x509 -req -in $who.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out $who.crt -days 2 -extfile $who.ext
+done
+"#;
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(&dir.0)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(Certs { dir }),
+            Ok(o) => {
+                eprintln!(
+                    "SKIP: openssl failed: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("SKIP: openssl not runnable: {e}");
+                None
+            }
+        }
+    }
+}
+
 impl Etcd {
     pub fn start(n: usize) -> Option<Etcd> {
+        Self::start_with(n, None)
+    }
+
+    /// Members with https client URLs requiring client certificates.
+    pub fn start_with(n: usize, certs: Option<&Certs>) -> Option<Etcd> {
         let bin = etcd_bin()?;
+        let scheme = if certs.is_some() { "https" } else { "http" };
         let tag = unique("etcd");
         let mut members = Vec::new();
         for i in 0..n {
             let name = format!("m{i}");
             members.push(Member {
-                client: format!("http://127.0.0.1:{}", free_port()),
+                client: format!("{scheme}://127.0.0.1:{}", free_port()),
                 peer: format!("http://127.0.0.1:{}", free_port()),
                 data: PathBuf::from(format!("/dev/shm/{tag}-{name}")),
                 log: PathBuf::from(format!("/dev/shm/{tag}-{name}.log")),
@@ -79,7 +134,14 @@ impl Etcd {
         let mut etcd = Etcd { members, tag };
         for m in &mut etcd.members {
             let log = std::fs::File::create(&m.log).unwrap();
-            let child = Command::new(&bin)
+            let mut cmd = Command::new(&bin);
+            if let Some(c) = certs {
+                cmd.args(["--cert-file", &c.path("server.crt")])
+                    .args(["--key-file", &c.path("server.key")])
+                    .args(["--trusted-ca-file", &c.ca()])
+                    .arg("--client-cert-auth");
+            }
+            let child = cmd
                 .args(["--name", &m.name])
                 .arg("--data-dir")
                 .arg(&m.data)
@@ -97,19 +159,26 @@ impl Etcd {
                 .unwrap();
             m.child = Some(child);
         }
-        etcd.wait_healthy(Duration::from_secs(30));
+        etcd.wait_healthy(Duration::from_secs(30), certs);
         Some(etcd)
     }
 
-    fn wait_healthy(&self, limit: Duration) {
+    fn wait_healthy(&self, limit: Duration, certs: Option<&Certs>) {
         let t0 = Instant::now();
         for m in &self.members {
+            let client = macvnet_cluster::etcd::Client::new(&macvnet_cluster::etcd::ClientConfig {
+                endpoints: vec![m.client.clone()],
+                tls: macvnet_cluster::etcd::TlsFiles {
+                    ca: certs.map(Certs::ca),
+                    cert: certs.map(|c| c.path("client.crt")),
+                    key: certs.map(|c| c.path("client.key")),
+                },
+                dial_timeout: Duration::from_secs(1),
+                request_timeout: Duration::from_secs(2),
+            })
+            .unwrap();
             loop {
-                let ok = ureq::get(&format!("{}/health", m.client))
-                    .call()
-                    .ok()
-                    .and_then(|mut r| r.body_mut().read_to_string().ok())
-                    .is_some_and(|b| b.contains("\"true\""));
+                let ok = client.ping(Instant::now() + Duration::from_secs(2)).is_ok();
                 if ok {
                     break;
                 }
