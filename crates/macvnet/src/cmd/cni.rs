@@ -79,7 +79,7 @@ pub fn run(args: Args, global: &Global) -> CmdResult {
             } else {
                 for i in &done {
                     output::print_text(&format!(
-                        "installed {} ({} bytes)",
+                        "installed {} ({} bytes)\n",
                         i.path.display(),
                         i.bytes
                     ));
