@@ -770,8 +770,27 @@ impl Ipam {
                     )
                 })
                 .unwrap_or_default();
+            if owner.0 == self.cfg.node {
+                // Ours already: an earlier claim committed but its reply was lost (or another
+                // local process claimed it). Adopt it; the address compares keep it safe.
+                let rev = owner.1;
+                snap.blocks.insert(idx, owner);
+                self.hint.update(|h| {
+                    if h.block_mut(&r.id, idx).is_none_or(|b| b.rev != rev) {
+                        h.remove(&r.id, idx);
+                        h.blocks.push(crate::hint::HintBlock {
+                            range: r.id.clone(),
+                            index: idx,
+                            rev,
+                            used: Default::default(),
+                        });
+                    }
+                })?;
+                return Ok(true);
+            }
             snap.blocks.insert(idx, owner);
         }
+        // Lost every race for a block; the caller retries (bounded by attempts and deadline).
         Ok(true)
     }
 

@@ -41,6 +41,7 @@ pub fn unique(tag: &str) -> String {
 }
 
 pub struct Member {
+    pub cmd: Vec<std::ffi::OsString>,
     pub name: String,
     pub client: String,
     pub peer: String,
@@ -124,6 +125,7 @@ impl Etcd {
                 log: PathBuf::from(format!("/dev/shm/{tag}-{name}.log")),
                 name,
                 child: None,
+                cmd: Vec::new(),
             });
         }
         let initial: Vec<String> = members
@@ -141,7 +143,7 @@ impl Etcd {
                     .args(["--trusted-ca-file", &c.ca()])
                     .arg("--client-cert-auth");
             }
-            let child = cmd
+            let spawn_cmd = cmd
                 .args(["--name", &m.name])
                 .arg("--data-dir")
                 .arg(&m.data)
@@ -154,10 +156,11 @@ impl Etcd {
                 .args(["--initial-cluster-token", &etcd.tag])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap();
-            m.child = Some(child);
+                .stderr(log);
+            m.cmd = std::iter::once(spawn_cmd.get_program().to_os_string())
+                .chain(spawn_cmd.get_args().map(|a| a.to_os_string()))
+                .collect();
+            m.child = Some(spawn_cmd.spawn().unwrap());
         }
         etcd.wait_healthy(Duration::from_secs(30), certs);
         Some(etcd)
@@ -165,7 +168,7 @@ impl Etcd {
 
     fn wait_healthy(&self, limit: Duration, certs: Option<&Certs>) {
         let t0 = Instant::now();
-        for m in &self.members {
+        for m in self.members.iter().filter(|m| m.child.is_some()) {
             let client = macvnet_cluster::etcd::Client::new(&macvnet_cluster::etcd::ClientConfig {
                 endpoints: vec![m.client.clone()],
                 tls: macvnet_cluster::etcd::TlsFiles {
@@ -225,6 +228,28 @@ impl Etcd {
         let leader = leader?;
         ids.iter()
             .position(|id| id.as_deref() == Some(leader.as_str()))
+    }
+
+    /// Start a killed member again on its data (same flags; etcd ignores the initial-cluster
+    /// ones once the data dir exists) and wait until it answers.
+    pub fn restart(&mut self, i: usize) {
+        let m = self.members.get_mut(i).unwrap();
+        assert!(m.child.is_none());
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&m.log)
+            .unwrap();
+        let (prog, args) = m.cmd.split_first().unwrap();
+        m.child = Some(
+            Command::new(prog)
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+        self.wait_healthy(Duration::from_secs(30), None);
     }
 
     /// SIGKILL member `i` (by pid) and reap it.
@@ -292,4 +317,114 @@ pub fn conf(
             "blocks": blocks,
         }
     })
+}
+
+/// An HTTP proxy in front of one etcd endpoint. While `drops` > 0, a transaction that writes
+/// (`request_put`) is forwarded and applied, and then the client's connection is closed
+/// instead of replying: a committed transaction whose reply was lost.
+pub struct LossyProxy {
+    pub url: String,
+    pub drops: std::sync::Arc<AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LossyProxy {
+    pub fn start(upstream: &str) -> LossyProxy {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let drops = std::sync::Arc::new(AtomicUsize::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (d, st, up) = (drops.clone(), stop.clone(), upstream.to_string());
+        let handle = std::thread::spawn(move || {
+            while !st.load(Ordering::SeqCst) {
+                let Ok((stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let (d, up) = (d.clone(), up.clone());
+                std::thread::spawn(move || {
+                    stream.set_nonblocking(false).unwrap();
+                    stream
+                        .set_read_timeout(Some(Duration::from_secs(3)))
+                        .unwrap();
+                    let mut out = stream.try_clone().unwrap();
+                    let mut rd = BufReader::new(stream);
+                    let agent: ureq::Agent = ureq::Agent::config_builder()
+                        .http_status_as_error(false)
+                        .build()
+                        .into();
+                    loop {
+                        let mut line = String::new();
+                        if rd.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                        let mut len = 0usize;
+                        loop {
+                            let mut h = String::new();
+                            if rd.read_line(&mut h).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            let h = h.trim_end();
+                            if h.is_empty() {
+                                break;
+                            }
+                            if let Some((k, v)) = h.split_once(':') {
+                                if k.eq_ignore_ascii_case("content-length") {
+                                    len = v.trim().parse().unwrap_or(0);
+                                }
+                            }
+                        }
+                        let mut body = vec![0u8; len];
+                        if rd.read_exact(&mut body).is_err() {
+                            return;
+                        }
+                        let body = String::from_utf8_lossy(&body).into_owned();
+                        let mut resp = agent
+                            .post(&format!("{up}{path}"))
+                            .header("content-type", "application/json")
+                            .send(&body)
+                            .unwrap();
+                        let status = resp.status().as_u16();
+                        let text = resp.body_mut().read_to_string().unwrap();
+                        let lose = path == "/v3/kv/txn"
+                            && body.contains("request_put")
+                            && d.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                                n.checked_sub(1)
+                            })
+                            .is_ok();
+                        if lose {
+                            let _ = out.shutdown(std::net::Shutdown::Both);
+                            return;
+                        }
+                        let msg = format!(
+                            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{text}",
+                            text.len()
+                        );
+                        if out.write_all(msg.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        LossyProxy {
+            url,
+            drops,
+            stop,
+            handle: Some(handle),
+        }
+    }
+}
+
+impl Drop for LossyProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
 }
