@@ -554,7 +554,7 @@ fn lost_replies_are_retried_safely() {
         let c = conf(
             net,
             "198.18.4.0/24",
-            &[proxy.url.clone()],
+            std::slice::from_ref(&proxy.url),
             "h",
             &dir.0,
             blocks,
