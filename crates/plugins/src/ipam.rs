@@ -75,7 +75,7 @@ impl Ipam {
         let forced = std::env::var_os(FORCE_EXEC_ENV).is_some_and(|v| v == "1");
         let builtin = Builtin::from_name(plugin)
             .filter(|_| !forced)
-            .filter(|b| crate::marker::read_note(&path).as_deref() == Some(b.name()));
+            .filter(|b| crate::marker::read_note(&path) == Some(crate::marker::expected(b.name())));
         let runner = match builtin {
             Some(b) => Runner::InProcess(b),
             None => Runner::Exec(delegate),

@@ -1,7 +1,7 @@
 //! Recognising our own plugin binaries on `CNI_PATH` without running them.
 //!
-//! Every binary of this crate carries an ELF note (owner "macvnet", type 1, the plugin
-//! name as description) placed by [`plugin_note!`]. Linkers put `.note.*` sections in a
+//! Every binary of this crate carries an ELF note (owner "macvnet", type 1, "<plugin>
+//! <version>" as description) placed by [`plugin_note!`]. Linkers put `.note.*` sections in a
 //! PT_NOTE segment, so finding it needs only the ELF header, the program headers and the
 //! (small) note segments: a few hundred bytes read, however large the binary. The note
 //! survives copying and `strip` (it is part of a loaded segment, not a debug section).
@@ -45,14 +45,25 @@ pub const fn note(plugin: &str) -> Note {
     }
 }
 
-/// Put the marker note for `$name` into the binary that invokes it (once, in `main.rs`).
+/// Put the marker note "`$name` `<version>`" into the binary that invokes it (once, in
+/// `main.rs` of a bin of this package, whose version is then this crate's [`VERSION`]), so
+/// an IPAM binary from another release is exec'd, not replaced by our built-in code.
 #[macro_export]
 macro_rules! plugin_note {
     ($name:literal) => {
         #[used]
         #[link_section = ".note.macvnet"]
-        static MACVNET_PLUGIN_NOTE: $crate::marker::Note = $crate::marker::note($name);
+        static MACVNET_PLUGIN_NOTE: $crate::marker::Note =
+            $crate::marker::note(concat!($name, " ", env!("CARGO_PKG_VERSION")));
     };
+}
+
+/// The version written into every note and expected when reading one.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The note text our binary `plugin` carries.
+pub fn expected(plugin: &str) -> String {
+    format!("{plugin} {VERSION}")
 }
 
 const PT_NOTE: u32 = 4;
