@@ -215,7 +215,11 @@ pub fn run_prog(
     let data = serde_json::to_vec(conf).unwrap();
     // A plugin may exit before reading stdin (bad environment): a broken pipe is fine.
     if let Err(e) = child.stdin.take().unwrap().write_all(&data) {
-        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "writing stdin: {e}");
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::BrokenPipe,
+            "writing stdin: {e}"
+        );
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
