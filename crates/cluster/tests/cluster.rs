@@ -339,14 +339,17 @@ fn stress(total: usize, procs_per_node: usize, range: &str, blocks: Value) {
                 );
                 s.spawn(move || {
                     let ipam = ipam(&conf);
-                    // Worker 0 of each node runs real plugin processes, half of them SIGKILLed.
-                    let procs = if w == 0 { procs_per_node } else { 0 };
+                    // Plugin processes (half of them SIGKILLed) spread over the node's
+                    // workers and interleaved with the in-process ADDs.
+                    let procs = procs_per_node / 16 + usize::from(w < procs_per_node % 16);
                     let g = n * 16 + w;
                     let mine = in_process / 48 + usize::from(g < in_process % 48);
-                    for k in 0..mine + procs {
+                    let all = mine + procs;
+                    for k in 0..all {
                         let cid = format!("n{n}w{w}k{k}");
                         attempted.lock().unwrap().push((n, cid.clone()));
-                        if k < procs {
+                        let is_proc = k * procs / all != (k + 1) * procs / all;
+                        if is_proc {
                             let mut ch = child("ADD", &cid, "eth0", &conf);
                             if rand::thread_rng().gen_bool(0.5) {
                                 std::thread::sleep(Duration::from_millis(
@@ -355,15 +358,18 @@ fn stress(total: usize, procs_per_node: usize, range: &str, blocks: Value) {
                                 let _ = ch.kill();
                                 let _ = ch.wait();
                                 killed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                                continue;
-                            }
-                            let out = ch.wait_with_output().unwrap();
-                            match child_json(&out.stdout) {
-                                Some(v) if out.status.success() => {
-                                    results.lock().unwrap().push((cid, addr_of(&v)))
+                            } else {
+                                let out = ch.wait_with_output().unwrap();
+                                match child_json(&out.stdout) {
+                                    Some(v) if out.status.success() => {
+                                        results.lock().unwrap().push((cid, addr_of(&v)))
+                                    }
+                                    other => {
+                                        errors.lock().unwrap().push(format!("{cid}: {other:?}"))
+                                    }
                                 }
-                                other => errors.lock().unwrap().push(format!("{cid}: {other:?}")),
                             }
+                            done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                             continue;
                         }
                         match ipam.add(&cid, "eth0") {
