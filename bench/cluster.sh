@@ -24,6 +24,7 @@ cleanup() {
   rm -rf /dev/shm/"$tag"-*
 }
 trap cleanup EXIT
+trap 'exit 1' INT TERM HUP PIPE
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 clients=(); peers=(); initial=""
 for i in $(seq 0 $((MEMBERS - 1))); do
