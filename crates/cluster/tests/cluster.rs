@@ -243,6 +243,9 @@ fn ipv6_and_two_ranges() {
     assert_eq!(v6.prefix_len(), 64);
     assert_eq!(call("DEL", "c", "eth0", &c).0, 0);
     assert!(ipam(&c).records().unwrap().is_empty());
+    // DEL alone gave both blocks back (no GC needed).
+    let u = ipam(&c).usage().unwrap();
+    assert!(u.ranges.iter().all(|r| r.blocks_claimed == 0), "{u:?}");
 }
 
 /// etcd fully down: code 11 within the timeout, nothing written.

@@ -39,6 +39,7 @@ enum IpamCmd {
         after_help = "Examples:\n  macvnet ipam gc -c net.conf --node host-b --dead\n  macvnet ipam gc -c net.conf"
     )]
     Gc {
+        /// CNI network config (.conf or .conflist) whose IPAM is `cluster`.
         #[arg(short = 'c', long = "config", value_name = "FILE")]
         config: std::path::PathBuf,
         /// The node to clean (default: the config's `node`, i.e. this host).
