@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use crate::draw::xml_escape;
 
 const PANEL_W: f64 = 540.0;
-const PANEL_H: f64 = 300.0;
+const PANEL_H: f64 = 250.0;
 const GAP: f64 = 24.0;
 const MARGIN: f64 = 20.0;
 const HEAD: f64 = 58.0;
@@ -15,7 +15,9 @@ const CHAR_W: f64 = 7.0;
 pub const OURS: &str = "#2563eb";
 pub const REFERENCE: &str = "#f97316";
 /// Colours for cases without an ours/reference meaning.
-pub const PALETTE: [&str; 6] = ["#2563eb", "#0891b2", "#16a34a", "#a16207", "#9333ea", "#dc2626"];
+pub const PALETTE: [&str; 6] = [
+    "#2563eb", "#0891b2", "#16a34a", "#a16207", "#9333ea", "#dc2626",
+];
 
 /// One bar: label, value (NaN/absent = "n/a"), colour.
 #[derive(Debug, Clone)]
@@ -37,8 +39,19 @@ pub struct Series {
 #[derive(Debug, Clone)]
 pub enum Panel {
     /// Horizontal bars; `note` is a small line under the title (e.g. "higher is better").
-    Bars { title: String, note: String, unit: String, bars: Vec<Bar> },
-    Lines { title: String, note: String, x_label: String, y_label: String, series: Vec<Series> },
+    Bars {
+        title: String,
+        note: String,
+        unit: String,
+        bars: Vec<Bar>,
+    },
+    Lines {
+        title: String,
+        note: String,
+        x_label: String,
+        y_label: String,
+        series: Vec<Series>,
+    },
 }
 
 /// A whole picture: title, one subtitle line, panels two per row.
@@ -52,13 +65,20 @@ pub fn render(title: &str, subtitle: &str, panels: &[Panel]) -> String {
         s,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="DejaVu Sans Mono, monospace" font-size="12">"#
     );
-    let _ = writeln!(s, r#"<rect x="0" y="0" width="{w}" height="{h}" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<rect x="0" y="0" width="{w}" height="{h}" fill="white"/>"#
+    );
     let _ = writeln!(
         s,
         r#"<text x="{MARGIN}" y="28" font-size="17" font-weight="bold">{}</text>"#,
         xml_escape(title)
     );
-    let _ = writeln!(s, r##"<text x="{MARGIN}" y="46" fill="#4b5563">{}</text>"##, xml_escape(subtitle));
+    let _ = writeln!(
+        s,
+        r##"<text x="{MARGIN}" y="46" fill="#4b5563">{}</text>"##,
+        xml_escape(subtitle)
+    );
     for (i, p) in panels.iter().enumerate() {
         let x = MARGIN + (i % 2) as f64 * (PANEL_W + GAP);
         let y = HEAD + (i / 2) as f64 * (PANEL_H + GAP);
@@ -68,10 +88,19 @@ pub fn render(title: &str, subtitle: &str, panels: &[Panel]) -> String {
             r##"<rect x="0" y="0" width="{PANEL_W}" height="{PANEL_H}" fill="#f9fafb" stroke="#d1d5db" rx="6"/>"##
         );
         match p {
-            Panel::Bars { title, note, unit, bars } => bars_panel(&mut s, title, note, unit, bars),
-            Panel::Lines { title, note, x_label, y_label, series } => {
-                lines_panel(&mut s, title, note, x_label, y_label, series)
-            }
+            Panel::Bars {
+                title,
+                note,
+                unit,
+                bars,
+            } => bars_panel(&mut s, title, note, unit, bars),
+            Panel::Lines {
+                title,
+                note,
+                x_label,
+                y_label,
+                series,
+            } => lines_panel(&mut s, title, note, x_label, y_label, series),
         }
         s.push_str("</g>\n");
     }
@@ -80,8 +109,16 @@ pub fn render(title: &str, subtitle: &str, panels: &[Panel]) -> String {
 }
 
 fn head(s: &mut String, title: &str, note: &str) {
-    let _ = writeln!(s, r#"<text x="12" y="20" font-weight="bold" font-size="13">{}</text>"#, xml_escape(title));
-    let _ = writeln!(s, r##"<text x="12" y="36" fill="#6b7280" font-size="11">{}</text>"##, xml_escape(note));
+    let _ = writeln!(
+        s,
+        r#"<text x="12" y="20" font-weight="bold" font-size="13">{}</text>"#,
+        xml_escape(title)
+    );
+    let _ = writeln!(
+        s,
+        r##"<text x="12" y="36" fill="#6b7280" font-size="11">{}</text>"##,
+        xml_escape(note)
+    );
 }
 
 /// Round `v` up to 1, 2 or 5 × 10^k so axis ticks are readable.
@@ -117,7 +154,13 @@ pub fn fmt_num(v: f64) -> String {
 
 fn bars_panel(s: &mut String, title: &str, note: &str, unit: &str, bars: &[Bar]) {
     head(s, title, note);
-    let label_w = bars.iter().map(|b| b.label.chars().count()).max().unwrap_or(0) as f64 * CHAR_W + 20.0;
+    let label_w = bars
+        .iter()
+        .map(|b| b.label.chars().count())
+        .max()
+        .unwrap_or(0) as f64
+        * CHAR_W
+        + 20.0;
     let x0 = label_w.min(PANEL_W / 2.0);
     let right = 90.0;
     let avail = PANEL_W - x0 - right;
@@ -125,7 +168,12 @@ fn bars_panel(s: &mut String, title: &str, note: &str, unit: &str, bars: &[Bar])
     let n = bars.len().max(1) as f64;
     let slot = ((PANEL_H - top - 16.0) / n).min(36.0);
     let bh = slot * 0.7;
-    let max = nice_max(bars.iter().filter_map(|b| b.value).filter(|v| v.is_finite()).fold(0.0, f64::max));
+    let max = nice_max(
+        bars.iter()
+            .filter_map(|b| b.value)
+            .filter(|v| v.is_finite())
+            .fold(0.0, f64::max),
+    );
     for (i, b) in bars.iter().enumerate() {
         let y = top + i as f64 * slot;
         let _ = writeln!(
@@ -163,10 +211,20 @@ fn bars_panel(s: &mut String, title: &str, note: &str, unit: &str, bars: &[Bar])
     }
 }
 
-fn lines_panel(s: &mut String, title: &str, note: &str, x_label: &str, y_label: &str, series: &[Series]) {
+fn lines_panel(
+    s: &mut String,
+    title: &str,
+    note: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+) {
     head(s, title, note);
     let (x0, x1, y0, y1) = (60.0, PANEL_W - 16.0, PANEL_H - 40.0, 50.0);
-    let pts = series.iter().flat_map(|se| se.points.iter()).filter(|(x, y)| x.is_finite() && y.is_finite());
+    let pts = series
+        .iter()
+        .flat_map(|se| se.points.iter())
+        .filter(|(x, y)| x.is_finite() && y.is_finite());
     let (mut xmin, mut xmax, mut ymax) = (f64::INFINITY, f64::NEG_INFINITY, 0.0f64);
     for (x, y) in pts {
         xmin = xmin.min(*x);
@@ -187,18 +245,45 @@ fn lines_panel(s: &mut String, title: &str, note: &str, x_label: &str, y_label: 
     let sx = |x: f64| x0 + (x - xmin) / (xmax - xmin) * (x1 - x0);
     let sy = |y: f64| y0 - y / ymax * (y0 - y1);
     // Axes, ticks and grid.
-    let _ = writeln!(s, r##"<line x1="{x0}" y1="{y0}" x2="{x1}" y2="{y0}" stroke="#374151"/>"##);
-    let _ = writeln!(s, r##"<line x1="{x0}" y1="{y0}" x2="{x0}" y2="{y1}" stroke="#374151"/>"##);
+    let _ = writeln!(
+        s,
+        r##"<line x1="{x0}" y1="{y0}" x2="{x1}" y2="{y0}" stroke="#374151"/>"##
+    );
+    let _ = writeln!(
+        s,
+        r##"<line x1="{x0}" y1="{y0}" x2="{x0}" y2="{y1}" stroke="#374151"/>"##
+    );
     for k in 0..=4 {
         let f = f64::from(k) / 4.0;
         let yv = ymax * f;
         let y = sy(yv);
-        let _ = writeln!(s, r##"<line x1="{x0}" y1="{y:.1}" x2="{x1}" y2="{y:.1}" stroke="#e5e7eb"/>"##);
-        let _ = writeln!(s, r#"<text x="{}" y="{:.1}" text-anchor="end" font-size="10">{}</text>"#, x0 - 4.0, y + 3.0, fmt_num(yv));
+        let _ = writeln!(
+            s,
+            r##"<line x1="{x0}" y1="{y:.1}" x2="{x1}" y2="{y:.1}" stroke="#e5e7eb"/>"##
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{:.1}" text-anchor="end" font-size="10">{}</text>"#,
+            x0 - 4.0,
+            y + 3.0,
+            fmt_num(yv)
+        );
         let xv = xmin + (xmax - xmin) * f;
-        let _ = writeln!(s, r#"<text x="{:.1}" y="{}" text-anchor="middle" font-size="10">{}</text>"#, sx(xv), y0 + 14.0, fmt_num(xv));
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{}" text-anchor="middle" font-size="10">{}</text>"#,
+            sx(xv),
+            y0 + 14.0,
+            fmt_num(xv)
+        );
     }
-    let _ = writeln!(s, r#"<text x="{:.1}" y="{}" text-anchor="middle" font-size="11">{}</text>"#, (x0 + x1) / 2.0, y0 + 30.0, xml_escape(x_label));
+    let _ = writeln!(
+        s,
+        r#"<text x="{:.1}" y="{}" text-anchor="middle" font-size="11">{}</text>"#,
+        (x0 + x1) / 2.0,
+        y0 + 30.0,
+        xml_escape(x_label)
+    );
     let _ = writeln!(
         s,
         r#"<text x="14" y="{:.1}" font-size="11" transform="rotate(-90 14 {:.1})" text-anchor="middle">{}</text>"#,
@@ -213,7 +298,11 @@ fn lines_panel(s: &mut String, title: &str, note: &str, x_label: &str, y_label: 
             .filter(|(x, y)| x.is_finite() && y.is_finite())
             .map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y)))
             .collect();
-        let dash = if se.dashed { r#" stroke-dasharray="6 4""# } else { "" };
+        let dash = if se.dashed {
+            r#" stroke-dasharray="6 4""#
+        } else {
+            ""
+        };
         let _ = writeln!(
             s,
             r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="2"{dash}/>"#,
@@ -229,7 +318,13 @@ fn lines_panel(s: &mut String, title: &str, note: &str, x_label: &str, y_label: 
             lx + 22.0,
             se.color
         );
-        let _ = writeln!(s, r#"<text x="{}" y="{}" font-size="11">{}</text>"#, lx + 27.0, ly + 4.0, xml_escape(&se.label));
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}" font-size="11">{}</text>"#,
+            lx + 27.0,
+            ly + 4.0,
+            xml_escape(&se.label)
+        );
     }
 }
 
@@ -255,14 +350,30 @@ mod tests {
                     title: "a".into(),
                     note: "n".into(),
                     unit: "Gbit/s".into(),
-                    bars: vec![Bar { label: "veth".into(), value: Some(3.0), color: OURS }, Bar { label: "tap".into(), value: None, color: REFERENCE }],
+                    bars: vec![
+                        Bar {
+                            label: "veth".into(),
+                            value: Some(3.0),
+                            color: OURS,
+                        },
+                        Bar {
+                            label: "tap".into(),
+                            value: None,
+                            color: REFERENCE,
+                        },
+                    ],
                 },
                 Panel::Lines {
                     title: "b".into(),
                     note: String::new(),
                     x_label: "x".into(),
                     y_label: "y".into(),
-                    series: vec![Series { label: "s".into(), color: OURS, dashed: true, points: vec![(1.0, 2.0), (2.0, 3.0)] }],
+                    series: vec![Series {
+                        label: "s".into(),
+                        color: OURS,
+                        dashed: true,
+                        points: vec![(1.0, 2.0), (2.0, 3.0)],
+                    }],
                 },
             ],
         );

@@ -60,7 +60,12 @@ pub struct Pcts {
 
 impl Pcts {
     fn of(v: &[f64]) -> Pcts {
-        Pcts { p50_ms: quantile(v, 0.5), p90_ms: quantile(v, 0.9), p99_ms: quantile(v, 0.99), samples: v.len() }
+        Pcts {
+            p50_ms: quantile(v, 0.5),
+            p90_ms: quantile(v, 0.9),
+            p99_ms: quantile(v, 0.99),
+            samples: v.len(),
+        }
     }
 }
 
@@ -159,7 +164,9 @@ fn pidfd_open(pid: libc::pid_t) -> std::io::Result<OwnedFd> {
 
 /// Spawn `cmd`, feed `stdin`, reap with wait4 (bounded by a pidfd poll): wall time, peak RSS.
 fn measure(mut cmd: std::process::Command, stdin: &[u8]) -> anyhow::Result<Sample> {
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
     let start = Instant::now();
     let mut child = cmd.spawn().context("starting the plugin")?;
     if let Some(mut i) = child.stdin.take() {
@@ -168,7 +175,11 @@ fn measure(mut cmd: std::process::Command, stdin: &[u8]) -> anyhow::Result<Sampl
     }
     let pid = libc::pid_t::try_from(child.id()).context("pid out of range")?;
     let pidfd = pidfd_open(pid).context("pidfd_open")?;
-    let mut pfd = libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    let mut pfd = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
     let deadline = start + PLUGIN_TIMEOUT;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -199,7 +210,12 @@ fn measure(mut cmd: std::process::Command, stdin: &[u8]) -> anyhow::Result<Sampl
         let _ = o.read_to_string(&mut stdout);
     }
     let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-    Ok(Sample { ms: took.as_secs_f64() * 1000.0, rss_kib: ru.ru_maxrss, ok, stdout })
+    Ok(Sample {
+        ms: took.as_secs_f64() * 1000.0,
+        rss_kib: ru.ru_maxrss,
+        ok,
+        stdout,
+    })
 }
 
 fn conf(imp: &Impl, ipam: Ipam, plugin: &str) -> Vec<u8> {
@@ -216,9 +232,17 @@ fn conf(imp: &Impl, ipam: Ipam, plugin: &str) -> Vec<u8> {
     .unwrap_or_default()
 }
 
-fn run_plugin(imp: &Impl, plugin: &str, command: &str, id: &str, netns: &Path, conf: &[u8]) -> anyhow::Result<Sample> {
+fn run_plugin(
+    imp: &Impl,
+    plugin: &str,
+    command: &str,
+    id: &str,
+    netns: &Path,
+    conf: &[u8],
+) -> anyhow::Result<Sample> {
     let prog = imp.dir.join(plugin);
-    let mut cmd = nl::netns::command_in(&imp.host.ns, &prog.display().to_string()).map_err(|e| anyhow!("{e}"))?;
+    let mut cmd = nl::netns::command_in(&imp.host.ns, &prog.display().to_string())
+        .map_err(|e| anyhow!("{e}"))?;
     cmd.env_clear()
         .env("CNI_COMMAND", command)
         .env("CNI_CONTAINERID", id)
@@ -267,17 +291,33 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     let tmp = TempDir(std::env::temp_dir().join(format!("{}cni", super::prefix())));
     std::fs::create_dir_all(&tmp.0).with_context(|| format!("creating {}", tmp.0.display()))?;
     let mut imps = Vec::new();
-    for (name, dir, ifname) in [("ours", &opts.ours, "net0"), ("reference", &opts.reference, "net1")] {
+    for (name, dir, ifname) in [
+        ("ours", &opts.ours, "net0"),
+        ("reference", &opts.reference, "net1"),
+    ] {
         let host = BenchNs::new(&format!("{name}-host"))?;
         let lan = BenchNs::new(&format!("{name}-lan"))?;
         let lan_fd = lan.ns.open().map_err(|e| anyhow!("{e}"))?;
         let mut h = host.handle()?;
-        h.add_veth("eth0", "up0", Some(std::os::fd::AsFd::as_fd(&lan_fd))).map_err(|e| anyhow!("{e}"))?;
+        h.add_veth("eth0", "up0", Some(std::os::fd::AsFd::as_fd(&lan_fd)))
+            .map_err(|e| anyhow!("{e}"))?;
         link_up(&mut h, "eth0")?;
         link_up(&mut lan.handle()?, "up0")?;
-        imps.push(Impl { name, dir: dir.clone(), data: tmp.0.join(name), ifname, host, _lan: lan });
+        imps.push(Impl {
+            name,
+            dir: dir.clone(),
+            data: tmp.0.join(name),
+            ifname,
+            host,
+            _lan: lan,
+        });
     }
-    let max_par_ops = opts.parallel.iter().map(|&p| ops_for(opts.n, p)).max().unwrap_or(0);
+    let max_par_ops = opts
+        .parallel
+        .iter()
+        .map(|&p| ops_for(opts.n, p))
+        .max()
+        .unwrap_or(0);
     let pool_size = opts.attachments.max(max_par_ops).max(1);
     let mut pool: Vec<BenchNs> = Vec::with_capacity(pool_size);
     for i in 0..pool_size {
@@ -291,13 +331,18 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     let mut floor = Vec::new();
     let mut floor_rss = 0;
     for _ in 0..opts.n.min(50) {
-        let cmd = nl::netns::command_in(&imps[0].host.ns, "/bin/true").map_err(|e| anyhow!("{e}"))?;
+        let cmd =
+            nl::netns::command_in(&imps[0].host.ns, "/bin/true").map_err(|e| anyhow!("{e}"))?;
         let s = measure(cmd, b"")?;
         floor.push(s.ms);
         floor_rss = floor_rss.max(s.rss_kib);
     }
 
-    let c0 = pool.first().ok_or_else(|| anyhow!("empty namespace pool"))?.ns.path();
+    let c0 = pool
+        .first()
+        .ok_or_else(|| anyhow!("empty namespace pool"))?
+        .ns
+        .path();
     for ipam in [Ipam::HostLocal, Ipam::L2Only] {
         let mut add = [Vec::new(), Vec::new()];
         let mut del = [Vec::new(), Vec::new()];
@@ -309,8 +354,16 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
                 let imp = &imps[k];
                 let c = conf(imp, ipam, &opts.plugin);
                 let id = format!("mvbench-lat-{i}");
-                let a = must(imp, "ADD", run_plugin(imp, &opts.plugin, "ADD", &id, &c0, &c)?)?;
-                let d = must(imp, "DEL", run_plugin(imp, &opts.plugin, "DEL", &id, &c0, &c)?)?;
+                let a = must(
+                    imp,
+                    "ADD",
+                    run_plugin(imp, &opts.plugin, "ADD", &id, &c0, &c)?,
+                )?;
+                let d = must(
+                    imp,
+                    "DEL",
+                    run_plugin(imp, &opts.plugin, "DEL", &id, &c0, &c)?,
+                )?;
                 rss[k] = rss[k].max(a.rss_kib).max(d.rss_kib);
                 if i >= WARMUP {
                     add[k].push(a.ms);
@@ -320,7 +373,14 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
         }
         for (k, s) in [&mut ours, &mut refr].into_iter().enumerate() {
             let (a, d) = (std::mem::take(&mut add[k]), std::mem::take(&mut del[k]));
-            s.latency.push(Latency { ipam, add: Pcts::of(&a), del: Pcts::of(&d), peak_rss_kib: rss[k], add_samples: a, del_samples: d });
+            s.latency.push(Latency {
+                ipam,
+                add: Pcts::of(&a),
+                del: Pcts::of(&d),
+                peak_rss_kib: rss[k],
+                add_samples: a,
+                del_samples: d,
+            });
             s.peak_rss_kib = s.peak_rss_kib.max(rss[k]);
         }
     }
@@ -331,7 +391,9 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
         for k in order {
             check()?;
             let t = throughput(&imps[k], &opts.plugin, &pool, w, ops_for(opts.n, w))?;
-            if k == 0 { &mut ours } else { &mut refr }.throughput.push(t);
+            if k == 0 { &mut ours } else { &mut refr }
+                .throughput
+                .push(t);
         }
     }
 
@@ -349,7 +411,18 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
                 for k in order {
                     let imp = &imps[k];
                     let cf = conf(imp, Ipam::HostLocal, &opts.plugin);
-                    let s = must(imp, "ADD", run_plugin(imp, &opts.plugin, "ADD", &format!("mvbench-att-{i}"), &c.ns.path(), &cf)?)?;
+                    let s = must(
+                        imp,
+                        "ADD",
+                        run_plugin(
+                            imp,
+                            &opts.plugin,
+                            "ADD",
+                            &format!("mvbench-att-{i}"),
+                            &c.ns.path(),
+                            &cf,
+                        )?,
+                    )?;
                     adds[k].push(s.ms);
                     rss[k] = rss[k].max(s.rss_kib);
                 }
@@ -365,7 +438,14 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
             for (k, imp) in imps.iter().enumerate() {
                 let cf = conf(imp, Ipam::HostLocal, &opts.plugin);
                 if let Some(c) = pool.get(i) {
-                    let s = run_plugin(imp, &opts.plugin, "DEL", &format!("mvbench-att-{i}"), &c.ns.path(), &cf)?;
+                    let s = run_plugin(
+                        imp,
+                        &opts.plugin,
+                        "DEL",
+                        &format!("mvbench-att-{i}"),
+                        &c.ns.path(),
+                        &cf,
+                    )?;
                     dels[k].push(s.ms);
                 }
             }
@@ -403,7 +483,13 @@ fn ops_for(n: usize, workers: usize) -> usize {
     n.max(4 * w).div_ceil(w) * w
 }
 
-fn throughput(imp: &Impl, plugin: &str, pool: &[BenchNs], workers: usize, ops: usize) -> anyhow::Result<Throughput> {
+fn throughput(
+    imp: &Impl,
+    plugin: &str,
+    pool: &[BenchNs],
+    workers: usize,
+    ops: usize,
+) -> anyhow::Result<Throughput> {
     let cf = conf(imp, Ipam::HostLocal, plugin);
     let paths: Vec<PathBuf> = pool.iter().take(ops).map(|c| c.ns.path()).collect();
     let ops = paths.len();
@@ -443,12 +529,23 @@ fn throughput(imp: &Impl, plugin: &str, pool: &[BenchNs], workers: usize, ops: u
         rates[phase] = ops as f64 / t0.elapsed().as_secs_f64();
         let errors = errors.into_inner().unwrap_or_default();
         if let Some(first) = errors.first() {
-            tracing::warn!("{} {command} with {workers} workers: {} failed, first: {}", imp.name, errors.len(), first.trim());
+            tracing::warn!(
+                "{} {command} with {workers} workers: {} failed, first: {}",
+                imp.name,
+                errors.len(),
+                first.trim()
+            );
         }
     }
     check()?;
     let failures = failures.into_inner().unwrap_or(0);
-    Ok(Throughput { workers, ops, add_per_s: rates[0], del_per_s: rates[1], failures })
+    Ok(Throughput {
+        workers,
+        ops,
+        add_per_s: rates[0],
+        del_per_s: rates[1],
+        failures,
+    })
 }
 
 /// p50 of each tenth of `v` (in order); fewer than 10 samples give one value per sample.
@@ -473,24 +570,52 @@ fn lat(s: &Side, ipam: Ipam) -> Option<&Latency> {
 fn targets(o: &Side, r: &Side) -> Vec<Target> {
     let mut t = Vec::new();
     let mut push = |what: &str, value: f64, target: &str, met: bool| {
-        t.push(Target { what: what.into(), value, target: target.into(), met: value.is_finite() && met });
+        t.push(Target {
+            what: what.into(),
+            value,
+            target: target.into(),
+            met: value.is_finite() && met,
+        });
     };
     if let (Some(a), Some(b)) = (lat(o, Ipam::HostLocal), lat(r, Ipam::HostLocal)) {
         let x = a.add.p50_ms / b.add.p50_ms;
-        push("ADD p50 (host-local), ours/reference", x, "<= 0.35", x <= 0.35);
+        push(
+            "ADD p50 (host-local), ours/reference",
+            x,
+            "<= 0.35",
+            x <= 0.35,
+        );
         let x = a.del.p50_ms / b.del.p50_ms;
-        push("DEL p50 (host-local), ours/reference", x, "<= 1.1", x <= 1.1);
+        push(
+            "DEL p50 (host-local), ours/reference",
+            x,
+            "<= 1.1",
+            x <= 1.1,
+        );
     }
     let x = o.peak_rss_kib as f64 / r.peak_rss_kib.max(1) as f64;
     push("peak RSS, ours/reference", x, "<= 0.333", x <= 1.0 / 3.0);
     if o.attachments > 0 {
         let x = o.decile_flatness;
-        push(&format!("ours last/first decile ADD p50 at {} attachments", o.attachments), x, "<= 1.5", x <= 1.5);
+        push(
+            &format!(
+                "ours last/first decile ADD p50 at {} attachments",
+                o.attachments
+            ),
+            x,
+            "<= 1.5",
+            x <= 1.5,
+        );
     }
     let top = |s: &Side| s.throughput.iter().max_by_key(|t| t.workers).cloned();
     if let (Some(a), Some(b)) = (top(o), top(r)) {
         let x = a.add_per_s / b.add_per_s;
-        push(&format!("ADD throughput with {} workers, ours/reference", a.workers), x, ">= 2", x >= 2.0);
+        push(
+            &format!("ADD throughput with {} workers, ours/reference", a.workers),
+            x,
+            ">= 2",
+            x >= 2.0,
+        );
     }
     t
 }
@@ -502,7 +627,10 @@ pub fn svg(r: &Report) -> String {
         let mut s: Vec<f64> = v.to_vec();
         s.sort_by(f64::total_cmp);
         let n = s.len().max(1) as f64;
-        s.iter().enumerate().map(|(i, x)| (*x, (i + 1) as f64 / n * 100.0)).collect()
+        s.iter()
+            .enumerate()
+            .map(|(i, x)| (*x, (i + 1) as f64 / n * 100.0))
+            .collect()
     };
     let mut panels = Vec::new();
     for (op, pick) in [("ADD", true), ("DEL", false)] {
@@ -520,7 +648,10 @@ pub fn svg(r: &Report) -> String {
         }
         panels.push(Panel::Lines {
             title: format!("{op} latency distribution"),
-            note: format!("share of {} runs finished within x ms (left is faster)", r.n),
+            note: format!(
+                "share of {} runs finished within x ms (left is faster)",
+                r.n
+            ),
             x_label: "ms".into(),
             y_label: "% of runs".into(),
             series,
@@ -530,7 +661,12 @@ pub fn svg(r: &Report) -> String {
         label: s.name.clone(),
         color,
         dashed: false,
-        points: s.decile_add_p50_ms.iter().enumerate().map(|(i, v)| ((i + 1) as f64, *v)).collect(),
+        points: s
+            .decile_add_p50_ms
+            .iter()
+            .enumerate()
+            .map(|(i, v)| ((i + 1) as f64, *v))
+            .collect(),
     };
     panels.push(Panel::Lines {
         title: format!("ADD p50 per tenth of {} attachments", r.ours.attachments),
@@ -545,12 +681,25 @@ pub fn svg(r: &Report) -> String {
     });
     let mut bars = Vec::new();
     for (i, t) in r.ours.throughput.iter().enumerate() {
-        bars.push(Bar { label: format!("ours ×{}", t.workers), value: Some(t.add_per_s), color: OURS });
+        bars.push(Bar {
+            label: format!("ours ×{}", t.workers),
+            value: Some(t.add_per_s),
+            color: OURS,
+        });
         if let Some(rt) = r.reference.throughput.get(i) {
-            bars.push(Bar { label: format!("ref ×{}", rt.workers), value: Some(rt.add_per_s), color: REFERENCE });
+            bars.push(Bar {
+                label: format!("ref ×{}", rt.workers),
+                value: Some(rt.add_per_s),
+                color: REFERENCE,
+            });
         }
     }
-    panels.push(Panel::Bars { title: "ADD throughput by parallel workers".into(), note: "higher is better".into(), unit: "ADD/s".into(), bars });
+    panels.push(Panel::Bars {
+        title: "ADD throughput by parallel workers".into(),
+        note: "higher is better".into(),
+        unit: "ADD/s".into(),
+        bars,
+    });
     super::chart::render(
         &format!("macvnet bench cni: {} ours vs reference", r.plugin),
         &r.machine.line(),

@@ -44,7 +44,13 @@ pub enum Case {
 }
 
 impl Case {
-    pub const ALL: [Case; 5] = [Case::MacvlanBridge, Case::VepaHairpin, Case::VethPair, Case::VethBridge, Case::Macvtap];
+    pub const ALL: [Case; 5] = [
+        Case::MacvlanBridge,
+        Case::VepaHairpin,
+        Case::VethPair,
+        Case::VethBridge,
+        Case::Macvtap,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -121,7 +127,8 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     for &case in &opts.cases {
         check()?;
         let topo = build(case).with_context(|| format!("building the {} topology", case.name()))?;
-        let r = measure(case, &topo, opts, iperf.as_deref()).with_context(|| format!("measuring {}", case.name()))?;
+        let r = measure(case, &topo, opts, iperf.as_deref())
+            .with_context(|| format!("measuring {}", case.name()))?;
         drop(topo);
         results.push(r);
     }
@@ -170,8 +177,15 @@ fn addr_up(ns: &BenchNs, ifname: &str, ip: Ipv4Addr) -> anyhow::Result<()> {
 
 fn set_controller(h: &mut Handle, port: &str, bridge: u32) -> anyhow::Result<u32> {
     let idx = h.link_by_name(port).map_err(nlerr)?.index;
-    h.set_link(idx, &LinkChange { controller: Some(bridge), up: Some(true), ..Default::default() })
-        .map_err(nlerr)?;
+    h.set_link(
+        idx,
+        &LinkChange {
+            controller: Some(bridge),
+            up: Some(true),
+            ..Default::default()
+        },
+    )
+    .map_err(nlerr)?;
     Ok(idx)
 }
 
@@ -181,7 +195,8 @@ fn uplink() -> anyhow::Result<(BenchNs, BenchNs)> {
     let lan = BenchNs::new("lan")?;
     let lan_fd = lan.ns.open().map_err(nlerr)?;
     let mut h = host.handle()?;
-    h.add_veth("eth0", "up0", Some(lan_fd.as_fd())).map_err(nlerr)?;
+    h.add_veth("eth0", "up0", Some(lan_fd.as_fd()))
+        .map_err(nlerr)?;
     link_up(&mut h, "eth0")?;
     link_up(&mut lan.handle()?, "up0")?;
     Ok((host, lan))
@@ -195,7 +210,11 @@ fn build(case: Case) -> anyhow::Result<Topo> {
         Case::MacvlanBridge | Case::VepaHairpin => {
             let b = BenchNs::new("b")?;
             let (host, lan) = uplink()?;
-            let mode = if case == Case::VepaHairpin { Mode::Vepa } else { Mode::Bridge };
+            let mode = if case == Case::VepaHairpin {
+                Mode::Vepa
+            } else {
+                Mode::Bridge
+            };
             if case == Case::VepaHairpin {
                 let mut l = lan.handle()?;
                 l.add_bridge("br0").map_err(nlerr)?;
@@ -224,7 +243,9 @@ fn build(case: Case) -> anyhow::Result<Topo> {
         Case::VethPair => {
             let b = BenchNs::new("b")?;
             let b_fd = b.ns.open().map_err(nlerr)?;
-            a.handle()?.add_veth("v0", "v1", Some(b_fd.as_fd())).map_err(nlerr)?;
+            a.handle()?
+                .add_veth("v0", "v1", Some(b_fd.as_fd()))
+                .map_err(nlerr)?;
             addr_up(&a, "v0", A_IP)?;
             addr_up(&b, "v1", B_IP)?;
             peer = Peer::Ns(b.ns.clone());
@@ -260,7 +281,13 @@ fn build(case: Case) -> anyhow::Result<Topo> {
             };
             h.add_macvlan(&child).map_err(nlerr)?;
             addr_up(&a, "mv0", A_IP)?;
-            let tap = MacvlanSpec { name: "mvtap0".into(), parent, tap: true, mode: Some(Mode::Bridge), ..Default::default() };
+            let tap = MacvlanSpec {
+                name: "mvtap0".into(),
+                parent,
+                tap: true,
+                mode: Some(Mode::Bridge),
+                ..Default::default()
+            };
             h.add_macvlan(&tap).map_err(nlerr)?;
             link_up(&mut h, "mvtap0")?;
             let (dev, fds) = nl::tap::open_link_queues(
@@ -271,15 +298,24 @@ fn build(case: Case) -> anyhow::Result<Topo> {
                 nl::tap::Offloads::default(),
             )
             .map_err(nlerr)?;
-            let mac = dev.mac.ok_or_else(|| anyhow!("mvtap0 has no MAC address"))?;
-            let fd = fds.into_iter().next().ok_or_else(|| anyhow!("no tap queue opened"))?;
+            let mac = dev
+                .mac
+                .ok_or_else(|| anyhow!("mvtap0 has no MAC address"))?;
+            let fd = fds
+                .into_iter()
+                .next()
+                .ok_or_else(|| anyhow!("no tap queue opened"))?;
             peer = Peer::Tap(Responder::start(nl::tap::TapQueue::from(fd), mac.0, B_IP));
             nss.extend([host, lan]);
         }
     }
     let a_ns = a.ns.clone();
     nss.push(a);
-    Ok(Topo { a: a_ns, peer, _nss: nss })
+    Ok(Topo {
+        a: a_ns,
+        peer,
+        _nss: nss,
+    })
 }
 
 // ---- /proc/stat ----
@@ -288,7 +324,11 @@ fn build(case: Case) -> anyhow::Result<Topo> {
 fn cpu_jiffies() -> Option<(u64, u64)> {
     let s = std::fs::read_to_string("/proc/stat").ok()?;
     let line = s.lines().find(|l| l.starts_with("cpu "))?;
-    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
     let get = |i: usize| v.get(i).copied().unwrap_or(0);
     // user nice system idle iowait irq softirq steal
     let busy = get(0) + get(1) + get(2) + get(5) + get(6);
@@ -321,12 +361,16 @@ fn ms_per_gbit(busy_s: f64, bits: f64) -> Option<f64> {
 
 // ---- sockets in namespaces ----
 
-fn in_ns<T: Send>(ns: &NetnsRef, f: impl FnOnce() -> std::io::Result<T> + Send) -> anyhow::Result<T> {
+fn in_ns<T: Send>(
+    ns: &NetnsRef,
+    f: impl FnOnce() -> std::io::Result<T> + Send,
+) -> anyhow::Result<T> {
     nl::netns::run_in(ns, f).map_err(nlerr)?.map_err(Into::into)
 }
 
 fn udp_in(ns: &NetnsRef, ip: Ipv4Addr, port: u16) -> anyhow::Result<UdpSocket> {
-    let s = in_ns(ns, || UdpSocket::bind((ip, port))).with_context(|| format!("binding UDP {ip}:{port}"))?;
+    let s = in_ns(ns, || UdpSocket::bind((ip, port)))
+        .with_context(|| format!("binding UDP {ip}:{port}"))?;
     s.set_read_timeout(Some(Duration::from_millis(100)))?;
     Ok(s)
 }
@@ -341,12 +385,18 @@ impl<T: Send + 'static> Worker<T> {
     fn spawn(f: impl FnOnce(Arc<AtomicBool>) -> T + Send + 'static) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let s2 = stop.clone();
-        Worker { stop, handle: Some(std::thread::spawn(move || f(s2))) }
+        Worker {
+            stop,
+            handle: Some(std::thread::spawn(move || f(s2))),
+        }
     }
 
     fn finish(mut self) -> anyhow::Result<T> {
         self.stop.store(true, Ordering::SeqCst);
-        let h = self.handle.take().ok_or_else(|| anyhow!("worker already joined"))?;
+        let h = self
+            .handle
+            .take()
+            .ok_or_else(|| anyhow!("worker already joined"))?;
         h.join().map_err(|_| anyhow!("a benchmark thread panicked"))
     }
 }
@@ -396,7 +446,7 @@ fn udp_blast(a: &NetnsRef, dst: SocketAddr, size: usize, dur: Duration) -> anyho
     let mut i = 0u32;
     loop {
         // Checking the clock every 64 sends keeps the loop about sending.
-        if i % 64 == 0 && (Instant::now() >= end || super::interrupted()) {
+        if i.is_multiple_of(64) && (Instant::now() >= end || super::interrupted()) {
             break;
         }
         i = i.wrapping_add(1);
@@ -437,7 +487,13 @@ fn udp_stream(topo: &Topo, size: usize, dur: Duration) -> anyhow::Result<UdpFigu
         (None, Peer::Tap(r)) => r.counts(),
         (None, Peer::Ns(_)) => (0, 0),
     };
-    Ok(UdpFigures { pkts, bytes, sent, secs, cpu })
+    Ok(UdpFigures {
+        pkts,
+        bytes,
+        sent,
+        secs,
+        cpu,
+    })
 }
 
 struct TcpFigures {
@@ -477,7 +533,10 @@ fn tcp_builtin(a: &NetnsRef, b: &NetnsRef, dur: Duration) -> anyhow::Result<TcpF
         total
     });
     let dst = SocketAddr::from((B_IP, TCP_PORT));
-    let mut conn = in_ns(a, || TcpStream::connect_timeout(&dst, Duration::from_secs(3))).context("TCP connect")?;
+    let mut conn = in_ns(a, || {
+        TcpStream::connect_timeout(&dst, Duration::from_secs(3))
+    })
+    .context("TCP connect")?;
     conn.set_write_timeout(Some(Duration::from_secs(2)))?;
     let buf = vec![0xa5u8; TCP_CHUNK];
     let cpu = CpuMeter::start();
@@ -492,7 +551,11 @@ fn tcp_builtin(a: &NetnsRef, b: &NetnsRef, dur: Duration) -> anyhow::Result<TcpF
     let bytes = wait_eof(handle)?;
     let secs = t0.elapsed().as_secs_f64();
     let cpu = cpu.stop();
-    Ok(TcpFigures { gbps: bytes as f64 * 8.0 / secs / 1e9, cpu, generator: "builtin" })
+    Ok(TcpFigures {
+        gbps: bytes as f64 * 8.0 / secs / 1e9,
+        cpu,
+        generator: "builtin",
+    })
 }
 
 /// Join a receiver that stops by itself at EOF; stop it after 5 s regardless.
@@ -522,7 +585,10 @@ fn tcp_iperf(iperf: &str, a: &NetnsRef, b: &NetnsRef, dur: Duration) -> anyhow::
     // Wait until the server listens (bounded).
     let dst = SocketAddr::from((B_IP, TCP_PORT));
     let up = (0..100).any(|_| {
-        let ok = in_ns(a, || TcpStream::connect_timeout(&dst, Duration::from_millis(100))).is_ok();
+        let ok = in_ns(a, || {
+            TcpStream::connect_timeout(&dst, Duration::from_millis(100))
+        })
+        .is_ok();
         if !ok {
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -534,15 +600,33 @@ fn tcp_iperf(iperf: &str, a: &NetnsRef, b: &NetnsRef, dur: Duration) -> anyhow::
     std::thread::sleep(Duration::from_millis(50));
     let secs = dur.as_secs_f64().ceil().max(1.0) as u64;
     let mut cli = nl::netns::command_in(a, iperf).map_err(nlerr)?;
-    cli.args(["-c", &B_IP.to_string(), "-p", &port, "-t", &secs.to_string(), "-J"]);
+    cli.args([
+        "-c",
+        &B_IP.to_string(),
+        "-p",
+        &port,
+        "-t",
+        &secs.to_string(),
+        "-J",
+    ]);
     let cpu = CpuMeter::start();
     let out = cli.output().context("running iperf3 -c")?;
     let cpu = cpu.stop();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("parsing iperf3 -J output")?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("parsing iperf3 -J output")?;
     let bps = v["end"]["sum_received"]["bits_per_second"]
         .as_f64()
-        .ok_or_else(|| anyhow!("iperf3: no end.sum_received.bits_per_second (error: {})", v["error"]))?;
-    Ok(TcpFigures { gbps: bps / 1e9, cpu, generator: "iperf3" })
+        .ok_or_else(|| {
+            anyhow!(
+                "iperf3: no end.sum_received.bits_per_second (error: {})",
+                v["error"]
+            )
+        })?;
+    Ok(TcpFigures {
+        gbps: bps / 1e9,
+        cpu,
+        generator: "iperf3",
+    })
 }
 
 /// UDP ping-pong for `dur` (at most 200 000 round trips); µs per round trip.
@@ -583,14 +667,23 @@ fn round_trips(a: &NetnsRef, dur: Duration, warmup_only: bool) -> anyhow::Result
     Ok(out)
 }
 
-fn measure(case: Case, topo: &Topo, opts: &Options, iperf: Option<&str>) -> anyhow::Result<CaseResult> {
+fn measure(
+    case: Case,
+    topo: &Topo,
+    opts: &Options,
+    iperf: Option<&str>,
+) -> anyhow::Result<CaseResult> {
     let dur = opts.duration;
     let echo = match &topo.peer {
         Peer::Ns(b) => Some(udp_echo(udp_in(b, B_IP, ECHO_PORT)?)),
         Peer::Tap(_) => None,
     };
     round_trips(&topo.a, dur, true)?;
-    let mut r = CaseResult { case: case.name().into(), description: case.describe().into(), ..Default::default() };
+    let mut r = CaseResult {
+        case: case.name().into(),
+        description: case.describe().into(),
+        ..Default::default()
+    };
     if let Peer::Ns(b) = &topo.peer {
         check()?;
         let tcp = match iperf {
@@ -611,11 +704,17 @@ fn measure(case: Case, topo: &Topo, opts: &Options, iperf: Option<&str>) -> anyh
     check()?;
     let big = udp_stream(topo, BIG, dur)?;
     r.udp_gbps = big.bytes as f64 * 8.0 / big.secs / 1e9;
-    r.udp_cpu_ms_per_gbit = big.cpu.and_then(|(busy, _)| ms_per_gbit(busy, big.bytes as f64 * 8.0));
+    r.udp_cpu_ms_per_gbit = big
+        .cpu
+        .and_then(|(busy, _)| ms_per_gbit(busy, big.bytes as f64 * 8.0));
     check()?;
     let small = udp_stream(topo, SMALL, dur)?;
     r.udp_pps = small.pkts as f64 / small.secs;
-    r.udp_small_delivered = if small.sent > 0 { small.pkts as f64 / small.sent as f64 } else { 0.0 };
+    r.udp_small_delivered = if small.sent > 0 {
+        small.pkts as f64 / small.sent as f64
+    } else {
+        0.0
+    };
     let _ = small.cpu;
     check()?;
     let rtt = round_trips(&topo.a, dur, false)?;
@@ -633,7 +732,10 @@ fn measure(case: Case, topo: &Topo, opts: &Options, iperf: Option<&str>) -> anyh
 fn verdict(results: &[CaseResult]) -> Option<Verdict> {
     let get = |c: Case| results.iter().find(|r| r.case == c.name());
     let mv = get(Case::MacvlanBridge)?;
-    let others: Vec<&CaseResult> = [Case::VethPair, Case::VethBridge].into_iter().filter_map(get).collect();
+    let others: Vec<&CaseResult> = [Case::VethPair, Case::VethBridge]
+        .into_iter()
+        .filter_map(get)
+        .collect();
     if others.is_empty() {
         return None;
     }
@@ -642,16 +744,50 @@ fn verdict(results: &[CaseResult]) -> Option<Verdict> {
     let mut lines = Vec::new();
     for o in &others {
         // Within 3 % counts as a tie (noise on a shared VM).
-        let cmp = |name: &str, ours: Option<f64>, theirs: Option<f64>, higher_better: bool, unit: &str| -> Option<(bool, String)> {
+        let cmp = |name: &str,
+                   ours: Option<f64>,
+                   theirs: Option<f64>,
+                   higher_better: bool,
+                   unit: &str|
+         -> Option<(bool, String)> {
             let (m, t) = (ours?, theirs?);
-            let better = if higher_better { m >= t * 0.97 } else { m <= t * 1.03 };
-            Some((better, format!("{name} {} {unit} vs {} {unit}", super::chart::fmt_num(m), super::chart::fmt_num(t))))
+            let better = if higher_better {
+                m >= t * 0.97
+            } else {
+                m <= t * 1.03
+            };
+            Some((
+                better,
+                format!(
+                    "{name} {} {unit} vs {} {unit}",
+                    super::chart::fmt_num(m),
+                    super::chart::fmt_num(t)
+                ),
+            ))
         };
         let checks = [
             cmp("TCP", mv.tcp_gbps, o.tcp_gbps, true, "Gbit/s"),
-            cmp("CPU", mv.tcp_cpu_ms_per_gbit, o.tcp_cpu_ms_per_gbit, false, "ms/Gbit"),
-            cmp("64-B UDP", Some(mv.udp_pps / 1e3), Some(o.udp_pps / 1e3), true, "kpps"),
-            cmp("RTT p50", Some(mv.rtt_p50_us), Some(o.rtt_p50_us), false, "µs"),
+            cmp(
+                "CPU",
+                mv.tcp_cpu_ms_per_gbit,
+                o.tcp_cpu_ms_per_gbit,
+                false,
+                "ms/Gbit",
+            ),
+            cmp(
+                "64-B UDP",
+                Some(mv.udp_pps / 1e3),
+                Some(o.udp_pps / 1e3),
+                true,
+                "kpps",
+            ),
+            cmp(
+                "RTT p50",
+                Some(mv.rtt_p50_us),
+                Some(o.rtt_p50_us),
+                false,
+                "µs",
+            ),
         ];
         let mut parts = Vec::new();
         for (better, text) in checks.into_iter().flatten() {
@@ -659,7 +795,14 @@ fn verdict(results: &[CaseResult]) -> Option<Verdict> {
             if better {
                 wins += 1;
             }
-            parts.push(format!("{text} ({})", if better { "macvlan as good or better" } else { "macvlan worse" }));
+            parts.push(format!(
+                "{text} ({})",
+                if better {
+                    "macvlan as good or better"
+                } else {
+                    "macvlan worse"
+                }
+            ));
         }
         lines.push(format!("vs {}: {}", o.case, parts.join("; ")));
     }
@@ -675,7 +818,10 @@ fn verdict(results: &[CaseResult]) -> Option<Verdict> {
         "partly" => "This machine partly agrees with the claim: macvlan bridge mode wins or ties on most, not all, measures",
         _ => "This machine does not agree with the claim: macvlan bridge mode loses on most measures",
     };
-    Some(Verdict { agrees: agrees.into(), text: format!("{head} ({wins}/{total}). {}", lines.join(". ")) })
+    Some(Verdict {
+        agrees: agrees.into(),
+        text: format!("{head} ({wins}/{total}). {}", lines.join(". ")),
+    })
 }
 
 // ---- macvtap frame responder ----
@@ -699,7 +845,9 @@ impl Responder {
                     Ok(None) => continue,
                     Err(_) => break,
                 };
-                let Some(frame) = buf.get_mut(..n) else { continue };
+                let Some(frame) = buf.get_mut(..n) else {
+                    continue;
+                };
                 match answer(frame, mac, ip) {
                     Action::Reply(reply) => {
                         let _ = q.send(&reply);
@@ -715,7 +863,10 @@ impl Responder {
                 }
             }
         });
-        Responder { counters, worker: Some(worker) }
+        Responder {
+            counters,
+            worker: Some(worker),
+        }
     }
 
     fn reset(&self) {
@@ -724,7 +875,10 @@ impl Responder {
     }
 
     fn counts(&self) -> (u64, u64) {
-        (self.counters.0.load(Ordering::Relaxed), self.counters.1.load(Ordering::Relaxed))
+        (
+            self.counters.0.load(Ordering::Relaxed),
+            self.counters.1.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -745,11 +899,15 @@ enum Action {
 
 fn answer(f: &mut [u8], mac: [u8; 6], ip: Ipv4Addr) -> Action {
     let ip = ip.octets();
-    let Some(ethertype) = f.get(12..14) else { return Action::Ignore };
+    let Some(ethertype) = f.get(12..14) else {
+        return Action::Ignore;
+    };
     match ethertype {
         [0x08, 0x06] => {
             // ARP request (op 1) for our address: reply with our MAC.
-            let (Some(op), Some(tpa), Some(sha), Some(spa)) = (f.get(20..22), f.get(38..42), f.get(22..28), f.get(28..32)) else {
+            let (Some(op), Some(tpa), Some(sha), Some(spa)) =
+                (f.get(20..22), f.get(38..42), f.get(22..28), f.get(28..32))
+            else {
                 return Action::Ignore;
             };
             if op != [0, 1] || tpa != ip {
@@ -766,7 +924,9 @@ fn answer(f: &mut [u8], mac: [u8; 6], ip: Ipv4Addr) -> Action {
             Action::Reply(r)
         }
         [0x08, 0x00] => {
-            let Some(&vihl) = f.get(14) else { return Action::Ignore };
+            let Some(&vihl) = f.get(14) else {
+                return Action::Ignore;
+            };
             let ihl = usize::from(vihl & 0x0f) * 4;
             if f.get(23) != Some(&17) || f.get(30..34) != Some(&ip[..]) || ihl < 20 {
                 return Action::Ignore;
@@ -799,6 +959,76 @@ fn swap(f: &mut [u8], a: usize, b: usize, len: usize) {
     }
 }
 
+/// The SVG: one bar panel per measure, one bar per topology.
+pub fn svg(r: &Report) -> String {
+    use super::chart::{Bar, Panel, PALETTE};
+    let color = |i: usize| PALETTE.get(i % PALETTE.len()).copied().unwrap_or("#2563eb");
+    let bars = |f: &dyn Fn(&CaseResult) -> Option<f64>| -> Vec<Bar> {
+        r.results
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Bar {
+                label: c.case.clone(),
+                value: f(c),
+                color: color(i),
+            })
+            .collect()
+    };
+    let panels = vec![
+        Panel::Bars {
+            title: "TCP stream".into(),
+            note: "one connection, higher is better".into(),
+            unit: "Gbit/s".into(),
+            bars: bars(&|c| c.tcp_gbps),
+        },
+        Panel::Bars {
+            title: "CPU per Gbit/s, TCP stream".into(),
+            note: "whole-machine busy ms per Gbit moved, lower is better".into(),
+            unit: "ms/Gbit".into(),
+            bars: bars(&|c| c.tcp_cpu_ms_per_gbit),
+        },
+        Panel::Bars {
+            title: "UDP 1472-byte stream received".into(),
+            note: "higher is better".into(),
+            unit: "Gbit/s".into(),
+            bars: bars(&|c| Some(c.udp_gbps)),
+        },
+        Panel::Bars {
+            title: "CPU per Gbit/s received, UDP 1472-byte stream".into(),
+            note: "whole-machine busy ms per Gbit received, lower is better".into(),
+            unit: "ms/Gbit".into(),
+            bars: bars(&|c| c.udp_cpu_ms_per_gbit),
+        },
+        Panel::Bars {
+            title: "UDP 64-byte packets received".into(),
+            note: "higher is better".into(),
+            unit: "kpps".into(),
+            bars: bars(&|c| Some(c.udp_pps / 1e3)),
+        },
+        Panel::Bars {
+            title: "UDP round trip p50".into(),
+            note: "lower is better".into(),
+            unit: "µs".into(),
+            bars: bars(&|c| Some(c.rtt_p50_us)),
+        },
+        Panel::Bars {
+            title: "UDP round trip p99".into(),
+            note: "lower is better".into(),
+            unit: "µs".into(),
+            bars: bars(&|c| Some(c.rtt_p99_us)),
+        },
+    ];
+    let sub = match &r.verdict {
+        Some(v) => format!("{} · macvlan claim: {}", r.machine.line(), v.agrees),
+        None => r.machine.line(),
+    };
+    super::chart::render(
+        "macvnet bench dataplane: two namespaces, five topologies",
+        &sub,
+        &panels,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -808,8 +1038,12 @@ mod tests {
         let mac = [2, 0, 0, 0, 0, 9];
         let mut f = vec![0xff; 6];
         f.extend_from_slice(&[2, 0, 0, 0, 0, 1, 0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
-        f.extend_from_slice(&[2, 0, 0, 0, 0, 1, 198, 18, 0, 1, 0, 0, 0, 0, 0, 0, 198, 18, 0, 2]);
-        let Action::Reply(r) = answer(&mut f, mac, B_IP) else { panic!("no reply") };
+        f.extend_from_slice(&[
+            2, 0, 0, 0, 0, 1, 198, 18, 0, 1, 0, 0, 0, 0, 0, 0, 198, 18, 0, 2,
+        ]);
+        let Action::Reply(r) = answer(&mut f, mac, B_IP) else {
+            panic!("no reply")
+        };
         assert_eq!(&r[..6], &[2, 0, 0, 0, 0, 1]);
         assert_eq!(&r[20..22], &[0, 2]);
         assert_eq!(&r[28..32], &[198, 18, 0, 2]);
@@ -819,7 +1053,9 @@ mod tests {
     #[test]
     fn udp_echo_swaps_and_sink_counts() {
         let mut f = vec![2, 0, 0, 0, 0, 9, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
-        f.extend_from_slice(&[0x45, 0, 0, 32, 0, 0, 0, 0, 64, 17, 0, 0, 198, 18, 0, 1, 198, 18, 0, 2]);
+        f.extend_from_slice(&[
+            0x45, 0, 0, 32, 0, 0, 0, 0, 64, 17, 0, 0, 198, 18, 0, 1, 198, 18, 0, 2,
+        ]);
         f.extend_from_slice(&[0x30, 0x39]);
         f.extend_from_slice(&ECHO_PORT.to_be_bytes());
         f.extend_from_slice(&[0, 12, 0, 0, 1, 2, 3, 4]);
@@ -827,37 +1063,11 @@ mod tests {
         assert_eq!(answer(&mut e, [0; 6], B_IP), Action::Echo);
         assert_eq!(&e[..6], &[2, 0, 0, 0, 0, 1]);
         assert_eq!(&e[26..30], &[198, 18, 0, 2]);
-        assert_eq!(&e[36..38], &ECHO_PORT.to_be_bytes());
+        assert_eq!(&e[34..36], &ECHO_PORT.to_be_bytes());
+        assert_eq!(&e[36..38], &[0x30, 0x39]);
         f[36..38].copy_from_slice(&SINK_PORT.to_be_bytes());
         assert_eq!(answer(&mut f, [0; 6], B_IP), Action::Count(4));
         f.truncate(20);
         assert_eq!(answer(&mut f, [0; 6], B_IP), Action::Ignore);
     }
-}
-
-/// The SVG: one bar panel per measure, one bar per topology.
-pub fn svg(r: &Report) -> String {
-    use super::chart::{Bar, Panel, PALETTE};
-    let color = |i: usize| PALETTE.get(i % PALETTE.len()).copied().unwrap_or("#2563eb");
-    let bars = |f: &dyn Fn(&CaseResult) -> Option<f64>| -> Vec<Bar> {
-        r.results.iter().enumerate().map(|(i, c)| Bar { label: c.case.clone(), value: f(c), color: color(i) }).collect()
-    };
-    let panels = vec![
-        Panel::Bars { title: "TCP stream".into(), note: "one connection, higher is better".into(), unit: "Gbit/s".into(), bars: bars(&|c| c.tcp_gbps) },
-        Panel::Bars {
-            title: "CPU per Gbit/s (TCP; macvtap: UDP)".into(),
-            note: "whole-machine busy ms per Gbit moved, lower is better".into(),
-            unit: "ms/Gbit".into(),
-            bars: bars(&|c| c.tcp_cpu_ms_per_gbit.or(c.udp_cpu_ms_per_gbit)),
-        },
-        Panel::Bars { title: "UDP 1472-byte stream received".into(), note: "higher is better".into(), unit: "Gbit/s".into(), bars: bars(&|c| Some(c.udp_gbps)) },
-        Panel::Bars { title: "UDP 64-byte packets received".into(), note: "higher is better".into(), unit: "kpps".into(), bars: bars(&|c| Some(c.udp_pps / 1e3)) },
-        Panel::Bars { title: "UDP round trip p50".into(), note: "lower is better".into(), unit: "µs".into(), bars: bars(&|c| Some(c.rtt_p50_us)) },
-        Panel::Bars { title: "UDP round trip p99".into(), note: "lower is better".into(), unit: "µs".into(), bars: bars(&|c| Some(c.rtt_p99_us)) },
-    ];
-    let sub = match &r.verdict {
-        Some(v) => format!("{} · macvlan claim: {}", r.machine.line(), v.agrees),
-        None => r.machine.line(),
-    };
-    super::chart::render("macvnet bench dataplane: two namespaces, five topologies", &sub, &panels)
 }

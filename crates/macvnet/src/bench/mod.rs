@@ -22,10 +22,15 @@ extern "C" fn on_signal(_: libc::c_int) {
 /// namespace guards run their Drop and remove everything.
 pub fn install_signal_handlers() -> anyhow::Result<()> {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let act = SigAction::new(SigHandler::Handler(on_signal), SaFlags::empty(), SigSet::empty());
+    let act = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
     for sig in [Signal::SIGINT, Signal::SIGTERM] {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe { sigaction(sig, &act) }.map_err(|e| anyhow::anyhow!("installing a {sig} handler: {e}"))?;
+        unsafe { sigaction(sig, &act) }
+            .map_err(|e| anyhow::anyhow!("installing a {sig} handler: {e}"))?;
     }
     Ok(())
 }
@@ -65,7 +70,10 @@ impl BenchNs {
 impl Drop for BenchNs {
     fn drop(&mut self) {
         if let Err(e) = nl::netns::del(&self.name, true) {
-            eprintln!("macvnet bench: cleanup: deleting namespace {}: {e}", self.name);
+            eprintln!(
+                "macvnet bench: cleanup: deleting namespace {}: {e}",
+                self.name
+            );
         }
     }
 }
@@ -78,8 +86,14 @@ pub fn prefix() -> String {
 /// Set a link up (by name) through `h`.
 pub fn link_up(h: &mut Handle, name: &str) -> anyhow::Result<u32> {
     let l = h.link_by_name(name).map_err(|e| anyhow::anyhow!("{e}"))?;
-    h.set_link(l.index, &LinkChange { up: Some(true), ..Default::default() })
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    h.set_link(
+        l.index,
+        &LinkChange {
+            up: Some(true),
+            ..Default::default()
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(l.index)
 }
 
@@ -105,7 +119,9 @@ pub struct Machine {
 
 impl Machine {
     pub fn probe() -> Machine {
-        let nproc = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
+        let nproc = std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(1);
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| s.trim().to_string())
             .unwrap_or_default();
@@ -118,11 +134,19 @@ impl Machine {
                     .map(|(_, v)| v.trim().to_string())
             })
             .unwrap_or_else(|| "unknown".to_string());
-        Machine { date: utc_now(), nproc, kernel, cpu_model }
+        Machine {
+            date: utc_now(),
+            nproc,
+            kernel,
+            cpu_model,
+        }
     }
 
     pub fn line(&self) -> String {
-        format!("{} · {} CPUs ({}) · kernel {}", self.date, self.nproc, self.cpu_model, self.kernel)
+        format!(
+            "{} · {} CPUs ({}) · kernel {}",
+            self.date, self.nproc, self.cpu_model, self.kernel
+        )
     }
 }
 
@@ -143,7 +167,11 @@ fn utc_now() -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", rem / 3600, rem % 3600 / 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60
+    )
 }
 
 #[cfg(test)]
