@@ -36,13 +36,7 @@ impl TestNs {
         let guard = TestNs { name, ns };
         let mut h = guard.handle()?;
         let lo = h.link_by_name("lo")?;
-        h.set_link(
-            lo.index,
-            &LinkChange {
-                up: Some(true),
-                ..Default::default()
-            },
-        )?;
+        set_up(&mut h, lo.index, true)?;
         Ok(guard)
     }
 
@@ -53,6 +47,17 @@ impl TestNs {
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T> {
         netns::run_in(&self.ns, f)
     }
+}
+
+/// Sets link `index` administratively up or down, nothing else.
+pub fn set_up(h: &mut Handle, index: u32, up: bool) -> Result<()> {
+    h.set_link(
+        index,
+        &LinkChange {
+            up: Some(up),
+            ..Default::default()
+        },
+    )
 }
 
 impl Drop for TestNs {
@@ -72,21 +77,9 @@ pub fn uplink_pair(tag: &str) -> Result<(TestNs, TestNs)> {
     let mut h = host.handle()?;
     h.add_veth("eth0", "up0", Some(std::os::fd::AsFd::as_fd(&lan_fd)))?;
     let eth0 = h.link_by_name("eth0")?;
-    h.set_link(
-        eth0.index,
-        &LinkChange {
-            up: Some(true),
-            ..Default::default()
-        },
-    )?;
+    set_up(&mut h, eth0.index, true)?;
     let mut l = lan.handle()?;
     let up0 = l.link_by_name("up0")?;
-    l.set_link(
-        up0.index,
-        &LinkChange {
-            up: Some(true),
-            ..Default::default()
-        },
-    )?;
+    set_up(&mut l, up0.index, true)?;
     Ok((host, lan))
 }

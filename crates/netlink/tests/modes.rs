@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use macvnet_netlink as nl;
-use nl::testing::{require_root, uplink_pair, TestNs};
+use nl::testing::{require_root, set_up, uplink_pair, TestNs};
 use nl::{icmp, LinkChange, MacAddr, MacvlanSpec, Mode, SourceMacOp};
 
 fn ip(s: &str) -> IpAddr {
@@ -36,14 +36,7 @@ fn blocked(from: &TestNs, dst: &str) -> bool {
 
 fn up(h: &mut nl::Handle, name: &str) -> u32 {
     let l = h.link_by_name(name).unwrap();
-    h.set_link(
-        l.index,
-        &LinkChange {
-            up: Some(true),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    set_up(h, l.index, true).unwrap();
     l.index
 }
 
@@ -78,13 +71,7 @@ fn child(
     let mut c = into.handle()?;
     let info = c.link_by_name(name)?;
     if !info.up {
-        c.set_link(
-            info.index,
-            &LinkChange {
-                up: Some(true),
-                ..Default::default()
-            },
-        )?;
+        set_up(&mut c, info.index, true)?;
     }
     c.add_addr(
         info.index,
@@ -92,6 +79,27 @@ fn child(
             .map_err(|e| nl::Error::Invalid(e.to_string()))?,
     )?;
     c.link_by_name(name)
+}
+
+/// [`child`] on `host`'s eth0 without tweaks, which must succeed.
+fn plain_child(host: &TestNs, into: &TestNs, name: &str, mode: Mode, cidr: &str) -> nl::LinkInfo {
+    child(host, "eth0", into, name, mode, cidr, |_| {}).unwrap()
+}
+
+/// Namespaces `<tag>-c1` and `<tag>-c2` holding plain `mode` children mv1 (`cidr1`) and mv2
+/// (`cidr2`).
+fn two_children(
+    host: &TestNs,
+    tag: &str,
+    mode: Mode,
+    cidr1: &str,
+    cidr2: &str,
+) -> (TestNs, TestNs) {
+    let c1 = TestNs::new(&format!("{tag}-c1")).unwrap();
+    let c2 = TestNs::new(&format!("{tag}-c2")).unwrap();
+    plain_child(host, &c1, "mv1", mode, cidr1);
+    plain_child(host, &c2, "mv2", mode, cidr2);
+    (c1, c2)
 }
 
 /// Root check plus a throwaway macvlan on the fresh uplink: skips (prints why) when the
@@ -128,28 +136,13 @@ fn bridge_children_talk_parent_cannot() {
     let Some((host, lan)) = setup("modes::bridge", "mbr", "198.18.1.1/24") else {
         return;
     };
-    let c1 = TestNs::new("mbr-c1").unwrap();
-    let c2 = TestNs::new("mbr-c2").unwrap();
-    child(
+    let (c1, c2) = two_children(
         &host,
-        "eth0",
-        &c1,
-        "mv1",
+        "mbr",
         Mode::Bridge,
         "198.18.1.11/24",
-        |_| {},
-    )
-    .unwrap();
-    child(
-        &host,
-        "eth0",
-        &c2,
-        "mv2",
-        Mode::Bridge,
         "198.18.1.12/24",
-        |_| {},
-    )
-    .unwrap();
+    );
     add_addr(&host, "eth0", "198.18.1.2/24");
 
     assert!(reaches(&c1, "198.18.1.12"), "bridge: child 1 -> child 2");
@@ -176,28 +169,13 @@ fn bridge_children_talk_ipv6() {
     let Some((host, _lan)) = setup("modes::bridge_v6", "mb6", "") else {
         return;
     };
-    let c1 = TestNs::new("mb6-c1").unwrap();
-    let c2 = TestNs::new("mb6-c2").unwrap();
-    child(
+    let (c1, c2) = two_children(
         &host,
-        "eth0",
-        &c1,
-        "mv1",
+        "mb6",
         Mode::Bridge,
         "2001:db8:1::11/64",
-        |_| {},
-    )
-    .unwrap();
-    child(
-        &host,
-        "eth0",
-        &c2,
-        "mv2",
-        Mode::Bridge,
         "2001:db8:1::12/64",
-        |_| {},
-    )
-    .unwrap();
+    );
     // IPv6 addresses are tentative until DAD finishes (about a second); sending from one fails.
     for ns in [&c1, &c2] {
         let mut h = ns.handle().unwrap();
@@ -254,28 +232,13 @@ fn private_children_isolated_even_through_hairpin() {
     let Some((host, lan)) = setup("modes::private", "mpr", "198.18.2.1/24") else {
         return;
     };
-    let c1 = TestNs::new("mpr-c1").unwrap();
-    let c2 = TestNs::new("mpr-c2").unwrap();
-    child(
+    let (c1, c2) = two_children(
         &host,
-        "eth0",
-        &c1,
-        "mv1",
+        "mpr",
         Mode::Private,
         "198.18.2.11/24",
-        |_| {},
-    )
-    .unwrap();
-    child(
-        &host,
-        "eth0",
-        &c2,
-        "mv2",
-        Mode::Private,
         "198.18.2.12/24",
-        |_| {},
-    )
-    .unwrap();
+    );
     assert!(reaches(&c1, "198.18.2.1"), "private: child -> gateway");
     assert!(reaches(&c2, "198.18.2.1"), "private: child -> gateway");
     assert!(
@@ -305,28 +268,7 @@ fn vepa_needs_a_hairpin_switch() {
     let Some((host, lan)) = setup("modes::vepa", "mve", "198.18.3.1/24") else {
         return;
     };
-    let c1 = TestNs::new("mve-c1").unwrap();
-    let c2 = TestNs::new("mve-c2").unwrap();
-    child(
-        &host,
-        "eth0",
-        &c1,
-        "mv1",
-        Mode::Vepa,
-        "198.18.3.11/24",
-        |_| {},
-    )
-    .unwrap();
-    child(
-        &host,
-        "eth0",
-        &c2,
-        "mv2",
-        Mode::Vepa,
-        "198.18.3.12/24",
-        |_| {},
-    )
-    .unwrap();
+    let (c1, _c2) = two_children(&host, "mve", Mode::Vepa, "198.18.3.11/24", "198.18.3.12/24");
     assert!(reaches(&c1, "198.18.3.1"), "vepa: child -> gateway");
     // Plain veth uplink: all child traffic leaves through eth0 and nothing sends it back.
     assert!(
@@ -342,28 +284,7 @@ fn vepa_through_hairpin_switch() {
         return;
     };
     make_hairpin_switch(&lan, "198.18.4.1/24");
-    let c1 = TestNs::new("mvh-c1").unwrap();
-    let c2 = TestNs::new("mvh-c2").unwrap();
-    child(
-        &host,
-        "eth0",
-        &c1,
-        "mv1",
-        Mode::Vepa,
-        "198.18.4.11/24",
-        |_| {},
-    )
-    .unwrap();
-    child(
-        &host,
-        "eth0",
-        &c2,
-        "mv2",
-        Mode::Vepa,
-        "198.18.4.12/24",
-        |_| {},
-    )
-    .unwrap();
+    let (c1, c2) = two_children(&host, "mvh", Mode::Vepa, "198.18.4.11/24", "198.18.4.12/24");
     // The bridge sends frames back out of the port they came in on (hairpin), eth0 receives
     // them and macvlan delivers by destination MAC: vepa children meet via the switch.
     assert!(
@@ -453,16 +374,7 @@ fn passthru_one_child_and_promiscuity() {
     let mut c = c1.handle().unwrap();
     let idx = c.link_by_name("mv1").unwrap().index;
     c.del_link(idx).unwrap();
-    child(
-        &host,
-        "eth0",
-        &c1,
-        "mv1",
-        Mode::Passthru,
-        "198.18.5.11/24",
-        |_| {},
-    )
-    .unwrap();
+    plain_child(&host, &c1, "mv1", Mode::Passthru, "198.18.5.11/24");
     let e = h.link_by_name("eth0").unwrap();
     assert_eq!(
         e.promiscuity, 1,
@@ -473,14 +385,7 @@ fn passthru_one_child_and_promiscuity() {
     // Bringing the child down drops the counter again (macvlan_stop).
     let mut c = c1.handle().unwrap();
     let idx = c.link_by_name("mv1").unwrap().index;
-    c.set_link(
-        idx,
-        &LinkChange {
-            up: Some(false),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    set_up(&mut c, idx, false).unwrap();
     assert_eq!(h.link_by_name("eth0").unwrap().promiscuity, 0);
 }
 
@@ -573,16 +478,7 @@ fn promisc_flag_set_and_cleared() {
     let eth0 = h.link_by_name("eth0").unwrap().index;
     assert_eq!(h.link_by_index(eth0).unwrap().promiscuity, 0);
     let c1 = TestNs::new("mpm-c1").unwrap();
-    let info = child(
-        &host,
-        "eth0",
-        &c1,
-        "mv1",
-        Mode::Bridge,
-        "198.18.7.11/24",
-        |_| {},
-    )
-    .unwrap();
+    let info = plain_child(&host, &c1, "mv1", Mode::Bridge, "198.18.7.11/24");
     assert!(!info.promisc);
     // A non-passthru child adds its MAC to the parent's unicast list (dev_uc_add); veth has no
     // unicast filter (no IFF_UNICAST_FLT), so the core puts it in promiscuous mode instead.
@@ -648,26 +544,8 @@ fn shared_namespace_probes() {
         return;
     };
     let sh = TestNs::new("msh-sh").unwrap();
-    child(
-        &host,
-        "eth0",
-        &sh,
-        "mv1",
-        Mode::Bridge,
-        "198.18.8.11/24",
-        |_| {},
-    )
-    .unwrap();
-    child(
-        &host,
-        "eth0",
-        &sh,
-        "mv2",
-        Mode::Bridge,
-        "198.18.8.12/24",
-        |_| {},
-    )
-    .unwrap();
+    plain_child(&host, &sh, "mv1", Mode::Bridge, "198.18.8.11/24");
+    plain_child(&host, &sh, "mv2", Mode::Bridge, "198.18.8.12/24");
     let t = Duration::from_secs(1);
     let from = |src: &str, dst: &str, n| {
         icmp::ping_from(&sh.ns, Some(ip(src)), ip(dst), n, t)
@@ -693,14 +571,7 @@ fn shared_namespace_probes() {
     // With lo down the local path is gone too.
     let mut h = sh.handle().unwrap();
     let lo = h.link_by_name("lo").unwrap().index;
-    h.set_link(
-        lo,
-        &LinkChange {
-            up: Some(false),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    set_up(&mut h, lo, false).unwrap();
     assert!(
         !from("198.18.8.11", "198.18.8.12", 2),
         "lo down: sibling unreachable"

@@ -228,22 +228,11 @@ fn unique_index(n: u32) -> u32 {
     1_000_000 + (std::process::id() % 100_000) * 10 + n
 }
 
-#[test]
-fn device_node_in_a_fake_private_dev_has_the_right_number_and_owner() {
-    if !require_root("device_node_in_a_fake_private_dev_has_the_right_number_and_owner") {
-        return;
-    }
-    if Command::new("ip").arg("-V").output().is_err() {
-        eprintln!("SKIP device_node...: needs iproute2 `ip` to pick the ifindex");
-        return;
-    }
-    let (host, _lan) = uplink_pair("tapn").unwrap();
-    let index = unique_index(1);
-    // `ip link add ... index N` picks the ifindex, so /dev/tapN is ours alone.
+/// A bridge-mode macvtap `name` on `ns`'s eth0 with ifindex `index`, made by
+/// `ip link add ... index N` (our netlink API does not pick the ifindex).
+fn ip_add_macvtap(ns: &TestNs, name: &str, index: u32) {
     let out = Command::new("ip")
-        .args([
-            "-n", &host.name, "link", "add", "link", "eth0", "name", "mtap0",
-        ])
+        .args(["-n", &ns.name, "link", "add", "link", "eth0", "name", name])
         .args([
             "index",
             &index.to_string(),
@@ -259,6 +248,35 @@ fn device_node_in_a_fake_private_dev_has_the_right_number_and_owner() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Unshares the calling thread's mount namespace and makes every mount in it private, so
+/// nothing mounted afterwards reaches the host.
+fn private_mount_ns() {
+    use nix::mount::{mount, MsFlags};
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).unwrap();
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .unwrap();
+}
+
+#[test]
+fn device_node_in_a_fake_private_dev_has_the_right_number_and_owner() {
+    if !require_root("device_node_in_a_fake_private_dev_has_the_right_number_and_owner") {
+        return;
+    }
+    if Command::new("ip").arg("-V").output().is_err() {
+        eprintln!("SKIP device_node...: needs iproute2 `ip` to pick the ifindex");
+        return;
+    }
+    let (host, _lan) = uplink_pair("tapn").unwrap();
+    let index = unique_index(1);
+    ip_add_macvtap(&host, "mtap0", index);
 
     let (major, minor) = tap::device_number(&host.ns, "mtap0", index).unwrap();
     assert_eq!(
@@ -289,15 +307,7 @@ fn device_node_in_a_fake_private_dev_has_the_right_number_and_owner() {
     let (hit, wrong_mac) = host
         .run(|| {
             use nix::mount::{mount, MsFlags};
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).unwrap();
-            mount(
-                None::<&str>,
-                "/",
-                None::<&str>,
-                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-                None::<&str>,
-            )
-            .unwrap();
+            private_mount_ns();
             mount(
                 Some("sysfs"),
                 "/sys",
@@ -355,16 +365,8 @@ fn in_private_dev<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     use nix::mount::{mount, MsFlags};
     std::thread::scope(|s| {
         s.spawn(|| {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).unwrap();
             // Private first: nothing mounted below may reach the host.
-            mount(
-                None::<&str>,
-                "/",
-                None::<&str>,
-                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-                None::<&str>,
-            )
-            .unwrap();
+            private_mount_ns();
             mount(
                 Some("tmpfs"),
                 "/dev",
@@ -430,23 +432,7 @@ fn same_ifindex_in_two_namespaces_opens_the_right_device() {
     let (b, _blan) = uplink_pair("tapcb").unwrap();
     let index = unique_index(2);
     for (ns, name) in [(&a, "mtapa"), (&b, "mtapb")] {
-        let out = Command::new("ip")
-            .args(["-n", &ns.name, "link", "add", "link", "eth0", "name", name])
-            .args([
-                "index",
-                &index.to_string(),
-                "type",
-                "macvtap",
-                "mode",
-                "bridge",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        ip_add_macvtap(ns, name, index);
     }
     let da = tap::resolve(&a.ns, &"mtapa".into()).unwrap();
     let db = tap::resolve(&b.ns, &"mtapb".into()).unwrap();
