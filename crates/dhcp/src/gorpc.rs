@@ -359,15 +359,7 @@ pub fn call(
         path: path.to_path_buf(),
         reason,
     };
-    let mut stream = UnixStream::connect(path).map_err(|e| dial(e.to_string()))?;
-    stream
-        .set_read_timeout(Some(timeout))
-        .and_then(|()| stream.set_write_timeout(Some(timeout)))
-        .map_err(|e| dial(e.to_string()))?;
-    stream
-        .write_all(format!("CONNECT {RPC_PATH} HTTP/1.0\n\n").as_bytes())
-        .map_err(|e| dial(e.to_string()))?;
-    let mut reader = std::io::BufReader::new(stream.try_clone().map_err(|e| dial(e.to_string()))?);
+    let (mut stream, mut reader) = crate::proto::connect(path, RPC_PATH, "\n", timeout)?;
     let mut status = String::new();
     reader
         .by_ref()

@@ -115,6 +115,31 @@ fn read_head(r: &mut impl BufRead) -> std::io::Result<String> {
     }
 }
 
+/// Dials `path` with `timeout` on reads and writes and sends `CONNECT <rpc_path> HTTP/1.0`
+/// ending in `eol` twice (Go's net/rpc client uses "\n"; we use "\r\n"). Returns the stream
+/// for writing and a buffered reader on it.
+pub(crate) fn connect(
+    path: &Path,
+    rpc_path: &str,
+    eol: &str,
+    timeout: Duration,
+) -> Result<(UnixStream, BufReader<UnixStream>), DhcpError> {
+    let dial = |e: std::io::Error| DhcpError::Dial {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let mut stream = UnixStream::connect(path).map_err(dial)?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .and_then(|()| stream.set_write_timeout(Some(timeout)))
+        .map_err(dial)?;
+    stream
+        .write_all(format!("CONNECT {rpc_path} HTTP/1.0{eol}{eol}").as_bytes())
+        .map_err(dial)?;
+    let reader = BufReader::new(stream.try_clone().map_err(dial)?);
+    Ok((stream, reader))
+}
+
 /// Dial the daemon at `path` and make one call; `timeout` bounds the whole exchange's
 /// reads and writes (the daemon may take the acquisition timeout to answer).
 pub fn call(path: &Path, call: &Call, timeout: Duration) -> Result<Reply, DhcpError> {
@@ -126,15 +151,7 @@ pub fn call(path: &Path, call: &Call, timeout: Duration) -> Result<Reply, DhcpEr
         path: path.to_path_buf(),
         reason,
     };
-    let mut stream = UnixStream::connect(path).map_err(|e| dial(e.to_string()))?;
-    stream
-        .set_read_timeout(Some(timeout))
-        .and_then(|()| stream.set_write_timeout(Some(timeout)))
-        .map_err(|e| dial(e.to_string()))?;
-    stream
-        .write_all(format!("CONNECT {RPC_PATH} HTTP/1.0\r\n\r\n").as_bytes())
-        .map_err(|e| dial(e.to_string()))?;
-    let mut reader = BufReader::new(stream.try_clone().map_err(|e| dial(e.to_string()))?);
+    let (mut stream, mut reader) = connect(path, RPC_PATH, "\r\n", timeout)?;
     let head = read_head(&mut reader).map_err(|e| dial(e.to_string()))?;
     let status = head.lines().next().unwrap_or("");
     if status.contains(" 404 ") {

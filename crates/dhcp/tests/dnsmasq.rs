@@ -8,6 +8,31 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// dnsmasq options that shorten T1/T2 below its 2-minute lease minimum.
+fn short_t1_t2() -> Vec<String> {
+    vec![
+        "--dhcp-option=option:T1,4s".into(),
+        "--dhcp-option=option:T2,8s".into(),
+    ]
+}
+
+/// Moves every timer of container `i`'s persisted lease `secs` into the past.
+fn age_stored(lab: &Lab, i: usize, secs: u64) {
+    let p = lab
+        .state
+        .join(macvnet_dhcp::store::file_name(&lab.client_id(i)));
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    for k in ["boundAt", "renewAt", "rebindAt", "expiresAt"] {
+        v[k] = serde_json::json!(v[k].as_u64().unwrap() - secs);
+    }
+    std::fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
+}
+
+/// `boundAt` of container `i`'s persisted lease, if there is one.
+fn bound_at(lab: &Lab, i: usize) -> Option<u64> {
+    Some(lab.stored(i)?["boundAt"].as_u64().unwrap())
+}
+
 #[test]
 fn lease_obtained_renewed_on_link_and_released() {
     if !can_run("lease_obtained_renewed_on_link_and_released") {
@@ -102,10 +127,7 @@ fn renews_at_t1_by_itself() {
     }
     let mut lab = Lab::new("dh-t1");
     // dnsmasq's lease minimum is 2 minutes, but T1/T2 may be set shorter.
-    lab.dnsmasq_extra = vec![
-        "--dhcp-option=option:T1,4s".into(),
-        "--dhcp-option=option:T2,8s".into(),
-    ];
+    lab.dnsmasq_extra = short_t1_t2();
     lab.start_dnsmasq();
     lab.start_daemon(&[]);
     let c = lab.add_container("c");
@@ -119,11 +141,8 @@ fn renews_at_t1_by_itself() {
     );
     let bound0 = first["boundAt"].as_u64().unwrap();
     assert!(
-        wait_for(Duration::from_secs(15), || lab.stored(c).is_some_and(|s| s
-            ["boundAt"]
-            .as_u64()
-            .unwrap()
-            >= bound0 + 4)),
+        wait_for(Duration::from_secs(15), || bound_at(&lab, c)
+            .is_some_and(|b| b >= bound0 + 4)),
         "no renewal at T1: {}",
         lab.daemon_log()
     );
@@ -136,9 +155,7 @@ fn daemon_sigkill_restart_keeps_and_renews_leases() {
     if !can_run("daemon_sigkill_restart_keeps_and_renews_leases") {
         return;
     }
-    let mut lab = Lab::new("dh-kill");
-    lab.start_dnsmasq();
-    lab.start_daemon(&[]);
+    let mut lab = Lab::running("dh-kill");
     let keep = lab.add_container("keep");
     let gone = lab.add_container("gone");
     let addr = lab.add(keep);
@@ -148,10 +165,7 @@ fn daemon_sigkill_restart_keeps_and_renews_leases() {
     let gone_cid = lab.client_id(gone);
     let before = lab.stored(keep).unwrap()["expiresAt"].as_u64().unwrap();
 
-    lab.daemon
-        .as_mut()
-        .unwrap()
-        .kill(nix::sys::signal::Signal::SIGKILL);
+    lab.kill_daemon(nix::sys::signal::Signal::SIGKILL);
     // While it is down, one container goes away.
     lab.containers[gone] = macvnet_netlink::testing::TestNs::new("placeholder").unwrap();
     std::thread::sleep(Duration::from_millis(1100));
@@ -185,9 +199,7 @@ fn survives_a_dnsmasq_restart() {
     if !can_run("survives_a_dnsmasq_restart") {
         return;
     }
-    let mut lab = Lab::new("dh-srv");
-    lab.start_dnsmasq();
-    lab.start_daemon(&[]);
+    let mut lab = Lab::running("dh-srv");
     let c = lab.add_container("c");
     let addr = lab.add(c);
     lab.configure(c, &addr);
@@ -215,9 +227,7 @@ fn twenty_concurrent_adds_get_distinct_leases() {
     if !can_run("twenty_concurrent_adds_get_distinct_leases") {
         return;
     }
-    let mut lab = Lab::new("dh-20");
-    lab.start_dnsmasq();
-    lab.start_daemon(&[]);
+    let mut lab = Lab::running("dh-20");
     let ids: Vec<usize> = (0..20)
         .map(|i| lab.add_container(&format!("c{i}")))
         .collect();
@@ -279,9 +289,7 @@ fn gc_releases_invalid_attachments_and_gone_namespaces() {
     if !can_run("gc_releases_invalid_attachments_and_gone_namespaces") {
         return;
     }
-    let mut lab = Lab::new("dh-gc");
-    lab.start_dnsmasq();
-    lab.start_daemon(&[]);
+    let mut lab = Lab::running("dh-gc");
     let a = lab.add_container("a");
     let b = lab.add_container("b");
     let addr_a = lab.add(a);
@@ -358,9 +366,7 @@ fn every_extension_method_works_against_dnsmasq() {
         return;
     }
     use macvnet_dhcp::daemon::Step;
-    let mut lab = Lab::new("dh-steps");
-    lab.start_dnsmasq();
-    lab.start_daemon(&[]);
+    let mut lab = Lab::running("dh-steps");
     let c = lab.add_container("c");
     let addr = lab.add(c);
     lab.configure(c, &addr);
@@ -402,18 +408,13 @@ fn sigterm_cleans_socket_and_pidfile_but_keeps_leases() {
     if !can_run("sigterm_cleans_socket_and_pidfile_but_keeps_leases") {
         return;
     }
-    let mut lab = Lab::new("dh-term");
-    lab.start_dnsmasq();
-    lab.start_daemon(&[]);
+    let mut lab = Lab::running("dh-term");
     let pidfile = lab.tmp.path().join("dhcp.pid");
     let pid = lab.daemon.as_ref().unwrap().pid();
     assert_eq!(std::fs::read_to_string(&pidfile).unwrap(), pid.to_string());
     let c = lab.add_container("c");
     let addr = lab.add(c);
-    lab.daemon
-        .as_mut()
-        .unwrap()
-        .kill(nix::sys::signal::Signal::SIGTERM);
+    lab.kill_daemon(nix::sys::signal::Signal::SIGTERM);
     let status = lab.daemon.as_mut().unwrap().child.try_wait().unwrap();
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
     assert!(!lab.socket.exists() && !pidfile.exists());
@@ -431,16 +432,13 @@ fn rebinds_at_t2_after_a_failed_renewal() {
         return;
     }
     let mut lab = Lab::new("dh-t2");
-    lab.dnsmasq_extra = vec![
-        "--dhcp-option=option:T1,4s".into(),
-        "--dhcp-option=option:T2,8s".into(),
-    ];
+    lab.dnsmasq_extra = short_t1_t2();
     lab.start_dnsmasq();
     lab.start_daemon(&[]);
     let c = lab.add_container("c");
     let addr = lab.add(c);
     lab.configure(c, &addr);
-    let bound0 = lab.stored(c).unwrap()["boundAt"].as_u64().unwrap();
+    let bound0 = bound_at(&lab, c).unwrap();
     // The server goes away: the renewal at T1 (4 s) gets no answer (3 s timeout); the
     // retry falls at T2 (8 s), less than 2 s later, so the next attempt is a rebind.
     lab.dnsmasq.take();
@@ -454,11 +452,8 @@ fn rebinds_at_t2_after_a_failed_renewal() {
     // Back before T2: the next attempt, at T2, is a broadcast rebind.
     lab.start_dnsmasq();
     assert!(
-        wait_for(Duration::from_secs(10), || lab.stored(c).is_some_and(|s| s
-            ["boundAt"]
-            .as_u64()
-            .unwrap()
-            > bound0)),
+        wait_for(Duration::from_secs(10), || bound_at(&lab, c)
+            .is_some_and(|b| b > bound0)),
         "{}",
         lab.daemon_log()
     );
@@ -473,28 +468,16 @@ fn lease_expired_while_the_daemon_was_down() {
     if !can_run("lease_expired_while_the_daemon_was_down") {
         return;
     }
-    let mut lab = Lab::new("dh-exp");
-    lab.start_dnsmasq();
-    lab.start_daemon(&[]);
+    let mut lab = Lab::running("dh-exp");
     let again = lab.add_container("again");
     let lost = lab.add_container("lost");
     let addr = lab.add(again);
     lab.configure(again, &addr);
     let lost_addr = lab.add(lost);
-    lab.daemon
-        .as_mut()
-        .unwrap()
-        .kill(nix::sys::signal::Signal::SIGKILL);
+    lab.kill_daemon(nix::sys::signal::Signal::SIGKILL);
     // Age both persisted leases past their expiry.
     for i in [again, lost] {
-        let p = lab
-            .state
-            .join(macvnet_dhcp::store::file_name(&lab.client_id(i)));
-        let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
-        for k in ["boundAt", "renewAt", "rebindAt", "expiresAt"] {
-            v[k] = serde_json::json!(v[k].as_u64().unwrap() - 1000);
-        }
-        std::fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
+        age_stored(&lab, i, 1000);
     }
     // `lost`: the server forgot it and hands the address to someone else meanwhile.
     let _ = lost_addr;
@@ -515,19 +498,9 @@ fn lease_expired_while_the_daemon_was_down() {
     assert!(lab.stored(lost).is_some_and(|s| s["lastStep"] == "acquire"));
 
     // Server down and lease expired: link down, lease dropped (reference behaviour).
-    lab.daemon
-        .as_mut()
-        .unwrap()
-        .kill(nix::sys::signal::Signal::SIGKILL);
+    lab.kill_daemon(nix::sys::signal::Signal::SIGKILL);
     lab.dnsmasq.take();
-    let p = lab
-        .state
-        .join(macvnet_dhcp::store::file_name(&lab.client_id(lost)));
-    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
-    for k in ["boundAt", "renewAt", "rebindAt", "expiresAt"] {
-        v[k] = serde_json::json!(v[k].as_u64().unwrap() - 1000);
-    }
-    std::fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
+    age_stored(&lab, lost, 1000);
     lab.start_daemon(&[]);
     assert!(
         wait_for(Duration::from_secs(15), || lab.stored(lost).is_none()),

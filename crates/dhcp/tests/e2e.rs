@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -46,25 +44,8 @@ fn run_main(lab: &Lab, plugin: &Path, cmd: &str, i: usize) -> (bool, Value) {
         .env("CNI_CONTAINERID", lab.container_id(i))
         .env("CNI_NETNS", lab.netns_path(i))
         .env("CNI_IFNAME", "eth0")
-        .env("CNI_PATH", cni_bin(lab))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(conf.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    if !out.status.success() {
-        eprintln!("{cmd}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    (
-        out.status.success(),
-        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
-    )
+        .env("CNI_PATH", cni_bin(lab));
+    exchange(c, &conf, &format!("{cmd}:"))
 }
 
 /// An empty container namespace (the main plugin creates its `eth0`).
@@ -83,9 +64,7 @@ fn has_link(lab: &Lab, i: usize) -> bool {
 }
 
 fn main_plugin_round_trip(plugin: &Path, tag: &str) {
-    let mut lab = Lab::new(tag);
-    lab.start_dnsmasq();
-    lab.start_daemon(&[]);
+    let mut lab = Lab::running(tag);
     let c = bare_container(&mut lab, "c");
     let (ok, v) = run_main(&lab, plugin, "ADD", c);
     assert!(ok, "{v}\n{}", lab.daemon_log());

@@ -129,6 +129,19 @@ impl Lab {
         }
     }
 
+    /// [`Lab::new`] with dnsmasq and our daemon (no extra arguments) started.
+    pub fn running(tag: &str) -> Lab {
+        let mut lab = Lab::new(tag);
+        lab.start_dnsmasq();
+        lab.start_daemon(&[]);
+        lab
+    }
+
+    /// Sends `sig` to our daemon and waits (bounded) for it to exit.
+    pub fn kill_daemon(&mut self, sig: nix::sys::signal::Signal) {
+        self.daemon.as_mut().unwrap().kill(sig);
+    }
+
     /// dnsmasq in the LAN namespace, DHCP only, 2-minute leases (its minimum).
     pub fn start_dnsmasq(&mut self) {
         let mut cmd =
@@ -288,26 +301,8 @@ impl Lab {
             .env("CNI_CONTAINERID", self.container_id(i))
             .env("CNI_NETNS", self.netns_path(i))
             .env("CNI_IFNAME", "eth0")
-            .env("CNI_PATH", "/nonexistent")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(conf.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        if !out.status.success() {
-            eprintln!(
-                "{cmd} on {i}: stderr {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        (out.status.success(), v)
+            .env("CNI_PATH", "/nonexistent");
+        exchange(c, conf, &format!("{cmd} on {i}: stderr"))
     }
 
     pub fn plugin(&self, cmd: &str, i: usize) -> (bool, Value) {
@@ -456,6 +451,29 @@ impl Drop for Lab {
         self.dnsmasq.take();
         self.containers.clear();
     }
+}
+
+/// Runs a CNI plugin command `c` with `conf` on stdin: (exit ok, stdout JSON or null). On
+/// failure its stderr goes to ours after `label`.
+pub fn exchange(mut c: Command, conf: &str, label: &str) -> (bool, Value) {
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(conf.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    if !out.status.success() {
+        eprintln!("{label} {}", String::from_utf8_lossy(&out.stderr));
+    }
+    (
+        out.status.success(),
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+    )
 }
 
 /// Poll `f` until it returns true or `timeout` passes.
