@@ -5,6 +5,15 @@ use macvnet_cni::types::{CniResult, Dns, Interface, IpConfig, Route};
 use macvnet_cni::version::SUPPORTED_VERSIONS;
 use serde_json::{json, Value};
 
+/// An address entry from text: `address` with prefix, optional `gateway`, interface index.
+fn ip_config(address: &str, gateway: Option<&str>, interface: Option<usize>) -> IpConfig {
+    IpConfig {
+        address: address.parse().unwrap(),
+        gateway: gateway.map(|g| g.parse().unwrap()),
+        interface,
+    }
+}
+
 fn full_result() -> CniResult {
     CniResult {
         interfaces: vec![
@@ -23,21 +32,9 @@ fn full_result() -> CniResult {
             },
         ],
         ips: vec![
-            IpConfig {
-                address: "198.18.0.5/24".parse().unwrap(),
-                gateway: Some("198.18.0.1".parse().unwrap()),
-                interface: Some(1),
-            },
-            IpConfig {
-                address: "198.18.1.5/24".parse().unwrap(),
-                gateway: None,
-                interface: Some(1),
-            },
-            IpConfig {
-                address: "2001:db8::5/64".parse().unwrap(),
-                gateway: Some("2001:db8::1".parse().unwrap()),
-                interface: Some(1),
-            },
+            ip_config("198.18.0.5/24", Some("198.18.0.1"), Some(1)),
+            ip_config("198.18.1.5/24", None, Some(1)),
+            ip_config("2001:db8::5/64", Some("2001:db8::1"), Some(1)),
         ],
         routes: vec![
             Route {
@@ -215,11 +212,7 @@ fn round_trip_each_version() {
 #[test]
 fn empty_dns_placement() {
     let r = CniResult {
-        ips: vec![IpConfig {
-            address: "198.18.0.5/24".parse().unwrap(),
-            gateway: None,
-            interface: None,
-        }],
+        ips: vec![ip_config("198.18.0.5/24", None, None)],
         ..Default::default()
     };
     // 1.x omits an empty dns; Go's 0.x types always print it.
@@ -253,21 +246,9 @@ fn empty_dns_placement() {
 fn down_to_020_takes_first_of_each_family() {
     let r = CniResult {
         ips: vec![
-            IpConfig {
-                address: "2001:db8::7/64".parse().unwrap(),
-                gateway: None,
-                interface: Some(0),
-            },
-            IpConfig {
-                address: "198.18.0.7/24".parse().unwrap(),
-                gateway: None,
-                interface: Some(0),
-            },
-            IpConfig {
-                address: "198.18.1.7/24".parse().unwrap(),
-                gateway: Some("198.18.1.1".parse().unwrap()),
-                interface: Some(0),
-            },
+            ip_config("2001:db8::7/64", None, Some(0)),
+            ip_config("198.18.0.7/24", None, Some(0)),
+            ip_config("198.18.1.7/24", Some("198.18.1.1"), Some(0)),
         ],
         routes: vec![Route::new(
             "198.19.0.0/16".parse().unwrap(),
@@ -375,11 +356,7 @@ fn parse_details() {
 #[test]
 fn pretty_uses_go_indent() {
     let r = CniResult {
-        ips: vec![IpConfig {
-            address: "198.18.0.5/24".parse().unwrap(),
-            gateway: None,
-            interface: None,
-        }],
+        ips: vec![ip_config("198.18.0.5/24", None, None)],
         ..Default::default()
     };
     let s = r.to_string_pretty("1.0.0").unwrap();
