@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{conf, reference, snapshot, TempDir};
+use common::{conf, reference, run_raw, snapshot, TempDir};
 use macvnet_cni::skel::Env;
 use macvnet_ipam::{HostLocalPlugin, StaticPlugin};
 
@@ -20,28 +20,7 @@ fn env(command: &str, id: &str, ifname: &str, args: &str) -> Env {
 
 /// (exit status, stdout) of the reference binary.
 fn reference_raw(bin: &str, command: &str, conf: &str, id: &str, args: &str) -> (bool, Vec<u8>) {
-    use std::io::Write;
-    let mut child = std::process::Command::new(bin)
-        .env_clear()
-        .env("CNI_COMMAND", command)
-        .env("CNI_CONTAINERID", id)
-        .env("CNI_NETNS", "/var/run/netns/mvt-unused")
-        .env("CNI_IFNAME", "eth0")
-        .env("CNI_PATH", "/usr/lib/cni")
-        .env("CNI_ARGS", args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(conf.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (out.status.success(), out.stdout)
+    run_raw(bin, command, conf, id, "eth0", args)
 }
 
 fn ours_raw<P: macvnet_cni::Plugin>(

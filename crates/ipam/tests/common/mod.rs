@@ -62,6 +62,28 @@ pub fn run_plugin(
     ifname: &str,
     args: &str,
 ) -> Result<serde_json::Value, serde_json::Value> {
+    let (ok, stdout) = run_raw(bin, command, conf, id, ifname, args);
+    let v: serde_json::Value = if stdout.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&stdout).unwrap()
+    };
+    if ok {
+        Ok(v)
+    } else {
+        Err(v)
+    }
+}
+
+/// [`run_plugin`] without parsing: (exit status success, stdout bytes); stderr is dropped.
+pub fn run_raw(
+    bin: &str,
+    command: &str,
+    conf: &str,
+    id: &str,
+    ifname: &str,
+    args: &str,
+) -> (bool, Vec<u8>) {
     let mut child = Command::new(bin)
         .env_clear()
         .env("CNI_COMMAND", command)
@@ -73,7 +95,7 @@ pub fn run_plugin(
         .env("CNI_ARGS", args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     child
@@ -83,16 +105,7 @@ pub fn run_plugin(
         .write_all(conf.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    let v: serde_json::Value = if out.stdout.is_empty() {
-        serde_json::Value::Null
-    } else {
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
-    if out.status.success() {
-        Ok(v)
-    } else {
-        Err(v)
-    }
+    (out.status.success(), out.stdout)
 }
 
 /// Every file in `dir` → bytes, skipping our own marker files.
