@@ -2,8 +2,9 @@
 //! themselves (and with them every link inside) on drop.
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
-use crate::{netns, Handle, LinkChange, NetnsRef, Result};
+use crate::{netns, Handle, LinkChange, LinkInfo, MacvlanSpec, Mode, NetnsRef, Result};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -58,6 +59,38 @@ pub fn set_up(h: &mut Handle, index: u32, up: bool) -> Result<()> {
             ..Default::default()
         },
     )
+}
+
+/// Creates the macvlan `name` in `mode` on `parent` of `host` directly inside `into`
+/// (IFLA_NET_NS_FD), `tweak` adjusting the spec first, and makes sure it is up there.
+/// Returns the link as `into` reports it.
+pub fn add_macvlan_in(
+    host: &TestNs,
+    parent: &str,
+    into: &TestNs,
+    name: &str,
+    mode: Mode,
+    tweak: impl FnOnce(&mut MacvlanSpec),
+) -> Result<LinkInfo> {
+    let mut h = host.handle()?;
+    let parent = h.link_by_name(parent)?.index;
+    let mut spec = MacvlanSpec {
+        name: name.into(),
+        parent,
+        mode: Some(mode),
+        netns: Some(Arc::new(into.ns.open()?)),
+        up: true,
+        ..Default::default()
+    };
+    tweak(&mut spec);
+    h.add_macvlan(&spec)?;
+    let mut c = into.handle()?;
+    let info = c.link_by_name(name)?;
+    if info.up {
+        return Ok(info);
+    }
+    set_up(&mut c, info.index, true)?;
+    c.link_by_name(name)
 }
 
 impl Drop for TestNs {

@@ -8,12 +8,11 @@
 #![allow(clippy::unwrap_used)]
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use macvnet_netlink as nl;
-use nl::testing::{require_root, set_up, uplink_pair, TestNs};
+use nl::testing::{add_macvlan_in, require_root, set_up, uplink_pair, TestNs};
 use nl::{icmp, LinkChange, MacAddr, MacvlanSpec, Mode, SourceMacOp};
 
 fn ip(s: &str) -> IpAddr {
@@ -56,23 +55,8 @@ fn child(
     cidr: &str,
     tweak: impl FnOnce(&mut MacvlanSpec),
 ) -> nl::Result<nl::LinkInfo> {
-    let mut h = host.handle()?;
-    let parent = h.link_by_name(parent)?.index;
-    let mut spec = MacvlanSpec {
-        name: name.into(),
-        parent,
-        mode: Some(mode),
-        netns: Some(Arc::new(into.ns.open()?)),
-        up: true,
-        ..Default::default()
-    };
-    tweak(&mut spec);
-    h.add_macvlan(&spec)?;
+    let info = add_macvlan_in(host, parent, into, name, mode, tweak)?;
     let mut c = into.handle()?;
-    let info = c.link_by_name(name)?;
-    if !info.up {
-        set_up(&mut c, info.index, true)?;
-    }
     c.add_addr(
         info.index,
         cidr.parse::<IpNet>()

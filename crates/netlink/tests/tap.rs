@@ -7,12 +7,11 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use macvnet_netlink as nl;
 use nl::tap::{self, Offloads, TapLink, TapQueue};
-use nl::testing::{require_root, uplink_pair, TestNs};
+use nl::testing::{add_macvlan_in, require_root, uplink_pair, TestNs};
 use nl::{MacAddr, MacvlanSpec, Mode};
 
 /// A macvtap `name` in bridge mode on `eth0` of `host`, up.
@@ -33,19 +32,8 @@ fn add_macvtap(host: &TestNs, name: &str) -> nl::LinkInfo {
 
 /// A bridge-mode macvlan `mv0` on host's eth0, created inside `peer`, with `addr`, up.
 fn add_peer_macvlan(host: &TestNs, peer: &TestNs, addr: &str) -> nl::LinkInfo {
-    let mut h = host.handle().unwrap();
-    let eth0 = h.link_by_name("eth0").unwrap();
-    h.add_macvlan(&MacvlanSpec {
-        name: "mv0".to_string(),
-        parent: eth0.index,
-        mode: Some(Mode::Bridge),
-        netns: Some(Arc::new(peer.ns.open().unwrap())),
-        up: true,
-        ..Default::default()
-    })
-    .unwrap();
+    let mv0 = add_macvlan_in(host, "eth0", peer, "mv0", Mode::Bridge, |_| {}).unwrap();
     let mut p = peer.handle().unwrap();
-    let mv0 = p.link_by_name("mv0").unwrap();
     p.add_addr(mv0.index, addr.parse().unwrap()).unwrap();
     mv0
 }
