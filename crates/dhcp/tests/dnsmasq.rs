@@ -8,12 +8,17 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// dnsmasq options that shorten T1/T2 below its 2-minute lease minimum.
-fn short_t1_t2() -> Vec<String> {
-    vec![
+/// A running lab whose dnsmasq hands out T1 = 4 s and T2 = 8 s (its lease minimum is 2
+/// minutes, but T1/T2 may be set shorter).
+fn short_t1_t2_lab(tag: &str) -> Lab {
+    let mut lab = Lab::new(tag);
+    lab.dnsmasq_extra = vec![
         "--dhcp-option=option:T1,4s".into(),
         "--dhcp-option=option:T2,8s".into(),
-    ]
+    ];
+    lab.start_dnsmasq();
+    lab.start_daemon(&[]);
+    lab
 }
 
 /// Moves every timer of container `i`'s persisted lease `secs` into the past.
@@ -125,14 +130,8 @@ fn renews_at_t1_by_itself() {
     if !can_run("renews_at_t1_by_itself") {
         return;
     }
-    let mut lab = Lab::new("dh-t1");
-    // dnsmasq's lease minimum is 2 minutes, but T1/T2 may be set shorter.
-    lab.dnsmasq_extra = short_t1_t2();
-    lab.start_dnsmasq();
-    lab.start_daemon(&[]);
-    let c = lab.add_container("c");
-    let addr = lab.add(c);
-    lab.configure(c, &addr);
+    let mut lab = short_t1_t2_lab("dh-t1");
+    let (c, addr) = lab.configured("c");
     let first = lab.stored(c).unwrap();
     assert_eq!(
         first["renewAt"].as_u64().unwrap() - first["boundAt"].as_u64().unwrap(),
@@ -200,9 +199,7 @@ fn survives_a_dnsmasq_restart() {
         return;
     }
     let mut lab = Lab::running("dh-srv");
-    let c = lab.add_container("c");
-    let addr = lab.add(c);
-    lab.configure(c, &addr);
+    let (c, addr) = lab.configured("c");
 
     lab.dnsmasq.take();
     let err = lab.renew(c).expect_err("renewal with the server down");
@@ -367,9 +364,7 @@ fn every_extension_method_works_against_dnsmasq() {
     }
     use macvnet_dhcp::daemon::Step;
     let mut lab = Lab::running("dh-steps");
-    let c = lab.add_container("c");
-    let addr = lab.add(c);
-    lab.configure(c, &addr);
+    let (c, addr) = lab.configured("c");
     // Shortly after the runtime configures it, the address carries the lease's lifetime.
     assert!(
         wait_for(Duration::from_secs(5), || lab
@@ -431,13 +426,8 @@ fn rebinds_at_t2_after_a_failed_renewal() {
     if !can_run("rebinds_at_t2_after_a_failed_renewal") {
         return;
     }
-    let mut lab = Lab::new("dh-t2");
-    lab.dnsmasq_extra = short_t1_t2();
-    lab.start_dnsmasq();
-    lab.start_daemon(&[]);
-    let c = lab.add_container("c");
-    let addr = lab.add(c);
-    lab.configure(c, &addr);
+    let mut lab = short_t1_t2_lab("dh-t2");
+    let (c, _addr) = lab.configured("c");
     let bound0 = bound_at(&lab, c).unwrap();
     // The server goes away: the renewal at T1 (4 s) gets no answer (3 s timeout); the
     // retry falls at T2 (8 s), less than 2 s later, so the next attempt is a rebind.

@@ -4,15 +4,13 @@
 #![allow(clippy::unwrap_used, dead_code)]
 
 use std::io::Write;
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use macvnet_netlink::testing::{uplink_pair, TestNs};
-use macvnet_netlink::{MacvlanSpec, Mode};
+use macvnet_netlink::testing::{add_macvlan_in, uplink_pair, TestNs};
+use macvnet_netlink::Mode;
 use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_macvnet-dhcp");
@@ -240,20 +238,18 @@ impl Lab {
     /// A container namespace with a bridge-mode macvlan `eth0` on the host's `eth0`.
     pub fn add_container(&mut self, tag: &str) -> usize {
         let c = TestNs::new(tag).unwrap();
-        let fd: OwnedFd = c.ns.open().unwrap();
-        let mut h = self.host.handle().unwrap();
-        let parent = h.link_by_name("eth0").unwrap().index;
-        h.add_macvlan(&MacvlanSpec {
-            name: "eth0".into(),
-            parent,
-            mode: Some(Mode::Bridge),
-            netns: Some(Arc::new(fd)),
-            up: true,
-            ..Default::default()
-        })
-        .unwrap();
+        add_macvlan_in(&self.host, "eth0", &c, "eth0", Mode::Bridge, |_| {}).unwrap();
         self.containers.push(c);
         self.containers.len() - 1
+    }
+
+    /// [`Lab::add_container`], a successful ADD, and the leased address put on its link:
+    /// (container, address).
+    pub fn configured(&mut self, tag: &str) -> (usize, String) {
+        let i = self.add_container(tag);
+        let addr = self.add(i);
+        self.configure(i, &addr);
+        (i, addr)
     }
 
     pub fn netns_path(&self, i: usize) -> PathBuf {
