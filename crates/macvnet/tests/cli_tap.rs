@@ -5,12 +5,12 @@ mod cli_support;
 
 use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
-use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use cli_support::*;
 use macvnet_netlink as nl;
+use nl::testing::add_macvlan_in;
 use nl::{MacvlanSpec, Mode};
 
 /// host (eth0 uplink) with a bridge-mode macvtap `mtap0`, up, and a peer namespace holding a
@@ -27,23 +27,17 @@ fn setup(tag: &str, peer_addr: &str) -> Setup {
     let peer = TestNs::new(&format!("{tag}-peer")).unwrap();
     let mut h = host.handle().unwrap();
     let eth0 = h.link_by_name("eth0").unwrap();
-    for (name, tap, netns) in [
-        ("mtap0", true, None),
-        ("mv0", false, Some(Arc::new(peer.ns.open().unwrap()))),
-    ] {
-        h.add_macvlan(&MacvlanSpec {
-            name: name.to_string(),
-            parent: eth0.index,
-            tap,
-            mode: Some(Mode::Bridge),
-            netns,
-            up: true,
-            ..Default::default()
-        })
-        .unwrap();
-    }
+    h.add_macvlan(&MacvlanSpec {
+        name: "mtap0".to_string(),
+        parent: eth0.index,
+        tap: true,
+        mode: Some(Mode::Bridge),
+        up: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let mv0 = add_macvlan_in(&host, "eth0", &peer, "mv0", Mode::Bridge, |_| {}).unwrap();
     let mut p = peer.handle().unwrap();
-    let mv0 = p.link_by_name("mv0").unwrap();
     p.add_addr(mv0.index, peer_addr.parse().unwrap()).unwrap();
     let tap = h.link_by_name("mtap0").unwrap();
     Setup {
@@ -52,6 +46,20 @@ fn setup(tag: &str, peer_addr: &str) -> Setup {
         peer,
         tap,
     }
+}
+
+/// Pings `dst` from the peer namespace (one echo, `wait` for the reply) until `child` exits,
+/// for 15 s at most (then kills it); returns its output.
+fn ping_until_exit(mut child: Child, s: &Setup, dst: &str, wait: Duration) -> Output {
+    let dst: IpAddr = dst.parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        let _ = nl::icmp::ping(&s.peer.ns, dst, 1, wait);
+    }
+    if child.try_wait().unwrap().is_none() {
+        let _ = child.kill();
+    }
+    child.wait_with_output().unwrap()
 }
 
 /// Runs `macvnet ARGS` (a sniffer), waits until it reports it listens, then pings `dst`
@@ -71,16 +79,8 @@ fn sniff_while_pinging(s: &Setup, args: &[&str], dst: &str) -> (Option<i32>, Str
         first.starts_with("sniffing on mtap0"),
         "sniffer said {first:?}"
     );
-    let dst: IpAddr = dst.parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
-        // No reply ever comes (nobody owns dst); the kernel sends ARP requests meanwhile.
-        let _ = nl::icmp::ping(&s.peer.ns, dst, 1, Duration::from_millis(500));
-    }
-    if child.try_wait().unwrap().is_none() {
-        let _ = child.kill();
-    }
-    let out = child.wait_with_output().unwrap();
+    // No reply ever comes (nobody owns dst); the kernel sends ARP requests meanwhile.
+    let out = ping_until_exit(child, s, dst, Duration::from_millis(500));
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
     (
@@ -317,51 +317,68 @@ fn tap_errors_are_one_line() {
     }
     let s = setup("terr", "198.18.15.2/24");
     let host = s.host.name.clone();
-    let e = fail(&["-n", &host, "tap", "sniff", "eth0", "--timeout", "1"]);
-    assert!(e.contains("not a macvtap"), "{e}");
-    let e = fail(&["-n", &host, "tap", "qemu-args", "nosuch0"]);
-    assert!(e.contains("not found"), "{e}");
-    let e = fail(&["-n", "mvt-no-such-ns", "tap", "qemu-args", "mtap0"]);
-    assert!(e.contains("namespace mvt-no-such-ns not found"), "{e}");
-    let e = fail(&[
-        "-n",
-        &host,
-        "tap",
-        "open",
-        "mtap0",
-        "--offload",
-        "csum",
-        "--",
-        "true",
-    ]);
-    assert!(e.contains("needs --vnet-hdr"), "{e}");
-    let e = fail(&[
-        "-n",
-        &host,
-        "tap",
-        "open",
-        "mtap0",
-        "--vnet-hdr",
-        "--offload",
-        "tso4",
-        "--",
-        "true",
-    ]);
-    assert!(e.contains("need csum"), "{e}");
-    let e = fail(&[
-        "-n",
-        &host,
-        "tap",
-        "open",
-        "mtap0",
-        "--",
-        "/nonexistent/mvt-prog",
-    ]);
-    assert!(e.contains("running /nonexistent/mvt-prog"), "{e}");
-    let e = fail(&[
-        "-n", &host, "tap", "open", "mtap0", "--queues", "0", "--", "true",
-    ]);
-    assert!(e.contains("0"), "{e}");
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &["-n", &host, "tap", "sniff", "eth0", "--timeout", "1"],
+            "not a macvtap",
+        ),
+        (&["-n", &host, "tap", "qemu-args", "nosuch0"], "not found"),
+        (
+            &["-n", "mvt-no-such-ns", "tap", "qemu-args", "mtap0"],
+            "namespace mvt-no-such-ns not found",
+        ),
+        (
+            &[
+                "-n",
+                &host,
+                "tap",
+                "open",
+                "mtap0",
+                "--offload",
+                "csum",
+                "--",
+                "true",
+            ],
+            "needs --vnet-hdr",
+        ),
+        (
+            &[
+                "-n",
+                &host,
+                "tap",
+                "open",
+                "mtap0",
+                "--vnet-hdr",
+                "--offload",
+                "tso4",
+                "--",
+                "true",
+            ],
+            "need csum",
+        ),
+        (
+            &[
+                "-n",
+                &host,
+                "tap",
+                "open",
+                "mtap0",
+                "--",
+                "/nonexistent/mvt-prog",
+            ],
+            "running /nonexistent/mvt-prog",
+        ),
+        (
+            &[
+                "-n", &host, "tap", "open", "mtap0", "--queues", "0", "--", "true",
+            ],
+            "0",
+        ),
+    ];
+    for (args, want) in cases {
+        let e = fail(args);
+        assert!(e.contains(want), "{args:?}: {e}");
+    }
 }
 
 #[test]
@@ -375,7 +392,7 @@ fn the_command_reads_frames_from_the_inherited_fd() {
     }
     let s = setup("tread", "198.18.16.2/24");
     // One read(2) on fd 3 returns one whole frame; od prints its bytes.
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .args(["-n", &s.host.name, "tap", "open", "mtap0", "--"])
         .args([
             "sh",
@@ -386,15 +403,7 @@ fn the_command_reads_frames_from_the_inherited_fd() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let dst: IpAddr = "198.18.16.10".parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
-        let _ = nl::icmp::ping(&s.peer.ns, dst, 1, Duration::from_millis(300));
-    }
-    if child.try_wait().unwrap().is_none() {
-        let _ = child.kill();
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = ping_until_exit(child, &s, "198.18.16.10", Duration::from_millis(300));
     assert!(
         out.status.success(),
         "{}",

@@ -2,14 +2,13 @@
 //! child through the parent, can through the shim, and cannot again after `shim del`.
 #![allow(clippy::unwrap_used)]
 
-use std::process::Command;
-use std::sync::Arc;
+mod cli_support;
+
 use std::time::Duration;
 
-use macvnet_netlink::testing::{require_root, uplink_pair, TestNs};
-use macvnet_netlink::{icmp, LinkChange, LinkKind, MacvlanSpec, Mode};
-
-const BIN: &str = env!("CARGO_BIN_EXE_macvnet");
+use cli_support::{mvn, ok, require_root, uplink_pair, TestNs};
+use macvnet_netlink::testing::add_macvlan_in;
+use macvnet_netlink::{icmp, LinkKind, Mode};
 
 fn reach(ns: &TestNs, dst: &str) -> bool {
     icmp::ping(&ns.ns, dst.parse().unwrap(), 2, Duration::from_millis(300))
@@ -28,51 +27,27 @@ fn shim_restores_host_to_child_traffic() {
     let eth0 = h.link_by_name("eth0").unwrap();
     h.add_addr(eth0.index, "198.18.9.2/24".parse().unwrap())
         .unwrap();
-    let spec = MacvlanSpec {
-        name: "mac1".into(),
-        parent: eth0.index,
-        mode: Some(Mode::Bridge),
-        netns: Some(Arc::new(c1.ns.open().unwrap())),
-        up: true,
-        ..Default::default()
-    };
-    h.add_macvlan(&spec).unwrap();
+    let mac1 = add_macvlan_in(&host, "eth0", &c1, "mac1", Mode::Bridge, |_| {}).unwrap();
     let mut hc = c1.handle().unwrap();
-    let mac1 = hc.link_by_name("mac1").unwrap();
     hc.add_addr(mac1.index, "198.18.9.11/24".parse().unwrap())
         .unwrap();
-    hc.set_link(
-        mac1.index,
-        &LinkChange {
-            up: Some(true),
-            ..Default::default()
-        },
-    )
-    .unwrap();
 
     assert!(
         !reach(&host, "198.18.9.11"),
         "the parent must not reach its child without a shim"
     );
 
-    let out = Command::new(BIN)
-        .args([
-            "-n",
-            &host.name,
-            "shim",
-            "add",
-            "eth0",
-            "--address",
-            "198.18.9.3/32",
-        ])
-        .args(["--route", "198.18.9.11/32"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(&[
+        "-n",
+        &host.name,
+        "shim",
+        "add",
+        "eth0",
+        "--address",
+        "198.18.9.3/32",
+        "--route",
+        "198.18.9.11/32",
+    ]);
     let shim = h.link_by_name("shim0").unwrap();
     assert_eq!(shim.kind, LinkKind::Macvlan);
     assert_eq!(shim.macvlan.as_ref().unwrap().mode, Mode::Bridge);
@@ -89,20 +64,9 @@ fn shim_restores_host_to_child_traffic() {
     );
 
     // eth0 is not a shim: refused.
-    let out = Command::new(BIN)
-        .args(["-n", &host.name, "shim", "del", "--name", "eth0"])
-        .output()
-        .unwrap();
+    let out = mvn(&["-n", &host.name, "shim", "del", "--name", "eth0"]);
     assert!(!out.status.success());
-    let out = Command::new(BIN)
-        .args(["-n", &host.name, "shim", "del", "eth0"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(&["-n", &host.name, "shim", "del", "eth0"]);
     assert!(h.link_by_name("shim0").unwrap_err().is_not_found());
     assert!(
         !reach(&host, "198.18.9.11"),

@@ -112,6 +112,19 @@ fn index_of(h: &mut Handle, cmd: &str, dev: &str, ns: &str) -> anyhow::Result<u3
     }
 }
 
+/// `CIDR dev NAME` of `addr add|del`, resolved in the namespace: (handle, index, cidr, dev).
+fn target(
+    global: &Global,
+    cmd: &str,
+    words: &[String],
+    ns: &str,
+) -> anyhow::Result<(Handle, u32, IpNet, String)> {
+    let (cidr, dev) = parse_cidr_dev(cmd, words)?;
+    let mut h = global.handle()?;
+    let idx = index_of(&mut h, cmd, &dev, ns)?;
+    Ok((h, idx, cidr, dev))
+}
+
 #[derive(serde::Serialize)]
 struct AddrView {
     dev: String,
@@ -124,9 +137,7 @@ pub fn run(args: Args, global: &Global) -> CmdResult {
     match args.cmd {
         AddrCmd::Add { words } => {
             const C: &str = "addr add";
-            let (cidr, dev) = parse_cidr_dev(C, &words)?;
-            let mut h = global.handle()?;
-            let idx = index_of(&mut h, C, &dev, &ns)?;
+            let (mut h, idx, cidr, dev) = target(global, C, &words, &ns)?;
             match h.add_addr(idx, cidr) {
                 Ok(()) => Ok(ExitCode::SUCCESS),
                 Err(e) if e.is_exists() => bail!("{C}: {cidr} is already on {dev}"),
@@ -135,9 +146,7 @@ pub fn run(args: Args, global: &Global) -> CmdResult {
         }
         AddrCmd::Del { words } => {
             const C: &str = "addr del";
-            let (cidr, dev) = parse_cidr_dev(C, &words)?;
-            let mut h = global.handle()?;
-            let idx = index_of(&mut h, C, &dev, &ns)?;
+            let (mut h, idx, cidr, dev) = target(global, C, &words, &ns)?;
             match h.del_addr(idx, cidr) {
                 Ok(()) => Ok(ExitCode::SUCCESS),
                 Err(e) if e.is_not_found() => bail!("{C}: {cidr} is not on {dev}"),
