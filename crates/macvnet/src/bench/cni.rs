@@ -3,7 +3,8 @@
 //! Each implementation gets its own host namespace (parent `eth0`, a veth whose peer sits in a
 //! lan namespace) and its own host-local dataDir in a temp dir; containers are namespaces from
 //! a shared pool, ours attaching `net0` and the reference `net1`. Runs alternate: every
-//! iteration runs both, the order flipping each time. A plugin is reaped with wait4, which
+//! iteration runs both, the order flipping each time (latency rounds: both ADDs, 100 ms, both
+//! DELs, as bench/cni-compare.sh does). A plugin is reaped with wait4, which
 //! gives its peak RSS (children it waited for, e.g. host-local, included).
 
 use std::io::{Read, Write};
@@ -22,6 +23,8 @@ use super::{check, link_up, quantile, BenchNs};
 /// A plugin taking longer than this is killed and counted as failed.
 const PLUGIN_TIMEOUT: Duration = Duration::from_secs(30);
 const WARMUP: usize = 3;
+/// Between the ADDs and the DELs of one latency round.
+const DEL_PAUSE: Duration = Duration::from_millis(100);
 const SUBNET: &str = "198.18.0.0/16";
 
 #[derive(Debug, Clone)]
@@ -122,6 +125,8 @@ pub struct Report {
     /// /bin/true started the same way: the process-start floor.
     pub floor_p50_ms: f64,
     pub floor_rss_kib: i64,
+    /// Peak RSS minus the floor (what the fork before exec already attributes), ours/reference.
+    pub rss_above_floor_ratio: f64,
     pub ours: Side,
     pub reference: Side,
     pub targets: Vec<Target>,
@@ -324,6 +329,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
         check()?;
         pool.push(BenchNs::new(&format!("c{i}"))?);
     }
+    let machine = super::Machine::probe();
     let mut ours = side("ours", &opts.ours);
     let mut refr = side("reference", &opts.reference);
 
@@ -350,23 +356,33 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
         for i in 0..opts.n + WARMUP {
             check()?;
             let order = if i % 2 == 0 { [0, 1] } else { [1, 0] };
+            let id = format!("mvbench-lat-{i}");
             for k in order {
                 let imp = &imps[k];
                 let c = conf(imp, ipam, &opts.plugin);
-                let id = format!("mvbench-lat-{i}");
                 let a = must(
                     imp,
                     "ADD",
                     run_plugin(imp, &opts.plugin, "ADD", &id, &c0, &c)?,
                 )?;
+                rss[k] = rss[k].max(a.rss_kib);
+                if i >= WARMUP {
+                    add[k].push(a.ms);
+                }
+            }
+            // A DEL right after creating a link waits for the kernel to let go of the fresh
+            // link (linkwatch, DAD); the pause keeps that out of both DEL figures.
+            std::thread::sleep(DEL_PAUSE);
+            for k in order {
+                let imp = &imps[k];
+                let c = conf(imp, ipam, &opts.plugin);
                 let d = must(
                     imp,
                     "DEL",
                     run_plugin(imp, &opts.plugin, "DEL", &id, &c0, &c)?,
                 )?;
-                rss[k] = rss[k].max(a.rss_kib).max(d.rss_kib);
+                rss[k] = rss[k].max(d.rss_kib);
                 if i >= WARMUP {
-                    add[k].push(a.ms);
                     del[k].push(d.ms);
                 }
             }
@@ -464,13 +480,16 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     }
     drop(pool);
     let targets = targets(&ours, &refr);
+    let above = |s: &Side| (s.peak_rss_kib - floor_rss).max(1) as f64;
+    let rss_above_floor_ratio = above(&ours) / above(&refr);
     Ok(Report {
-        machine: super::Machine::probe(),
+        machine,
         plugin: opts.plugin.clone(),
         n: opts.n,
         warmup: WARMUP,
         floor_p50_ms: quantile(&floor, 0.5),
         floor_rss_kib: floor_rss,
+        rss_above_floor_ratio,
         ours,
         reference: refr,
         targets,

@@ -78,6 +78,8 @@ pub struct Options {
     pub cases: Vec<Case>,
     /// Length of each stream (TCP, UDP bulk, UDP small, round trips).
     pub duration: Duration,
+    /// Each case is measured this many times (round-robin); figures are medians.
+    pub rounds: usize,
     pub builtin: bool,
 }
 
@@ -85,6 +87,8 @@ pub struct Options {
 pub struct CaseResult {
     pub case: String,
     pub description: String,
+    /// Rounds the medians below come from.
+    pub rounds: usize,
     /// "iperf3" or "builtin".
     pub tcp_generator: Option<String>,
     pub tcp_gbps: Option<f64>,
@@ -116,6 +120,7 @@ pub struct Verdict {
 pub struct Report {
     pub machine: super::Machine,
     pub duration_s: f64,
+    pub rounds: usize,
     pub addresses: String,
     pub results: Vec<CaseResult>,
     pub verdict: Option<Verdict>,
@@ -123,22 +128,60 @@ pub struct Report {
 
 pub fn run(opts: &Options) -> anyhow::Result<Report> {
     let iperf = if opts.builtin { None } else { which("iperf3") };
-    let mut results = Vec::new();
-    for &case in &opts.cases {
-        check()?;
-        let topo = build(case).with_context(|| format!("building the {} topology", case.name()))?;
-        let r = measure(case, &topo, opts, iperf.as_deref())
-            .with_context(|| format!("measuring {}", case.name()))?;
-        drop(topo);
-        results.push(r);
+    let machine = super::Machine::probe();
+    let rounds = opts.rounds.max(1);
+    let mut per_case: Vec<Vec<CaseResult>> = vec![Vec::new(); opts.cases.len()];
+    // Round-robin with a rotating start, so drift (other load, thermal) spreads over all cases.
+    for round in 0..rounds {
+        for k in 0..opts.cases.len() {
+            let i = (k + round) % opts.cases.len();
+            let Some(&case) = opts.cases.get(i) else {
+                continue;
+            };
+            check()?;
+            let topo =
+                build(case).with_context(|| format!("building the {} topology", case.name()))?;
+            let r = measure(case, &topo, opts, iperf.as_deref())
+                .with_context(|| format!("measuring {}", case.name()))?;
+            drop(topo);
+            if let Some(v) = per_case.get_mut(i) {
+                v.push(r);
+            }
+        }
     }
+    let results: Vec<CaseResult> = per_case.into_iter().filter_map(median_of).collect();
     let verdict = verdict(&results);
     Ok(Report {
-        machine: super::Machine::probe(),
+        machine,
         duration_s: opts.duration.as_secs_f64(),
+        rounds,
         addresses: format!("{A_IP}/{PREFIX} <-> {B_IP}/{PREFIX}"),
         results,
         verdict,
+    })
+}
+
+/// One result per case: the median of each figure over the rounds.
+fn median_of(v: Vec<CaseResult>) -> Option<CaseResult> {
+    let first = v.first()?.clone();
+    let med = |f: &dyn Fn(&CaseResult) -> f64| quantile(&v.iter().map(f).collect::<Vec<_>>(), 0.5);
+    let med_opt = |f: &dyn Fn(&CaseResult) -> Option<f64>| {
+        let x: Vec<f64> = v.iter().filter_map(f).collect();
+        (!x.is_empty()).then(|| quantile(&x, 0.5))
+    };
+    Some(CaseResult {
+        rounds: v.len(),
+        tcp_gbps: med_opt(&|r| r.tcp_gbps),
+        tcp_cpu_ms_per_gbit: med_opt(&|r| r.tcp_cpu_ms_per_gbit),
+        tcp_cpu_cores: med_opt(&|r| r.tcp_cpu_cores),
+        udp_gbps: med(&|r| r.udp_gbps),
+        udp_cpu_ms_per_gbit: med_opt(&|r| r.udp_cpu_ms_per_gbit),
+        udp_pps: med(&|r| r.udp_pps),
+        udp_small_delivered: med(&|r| r.udp_small_delivered),
+        rtt_p50_us: med(&|r| r.rtt_p50_us),
+        rtt_p99_us: med(&|r| r.rtt_p99_us),
+        rtt_samples: v.iter().map(|r| r.rtt_samples).sum(),
+        ..first
     })
 }
 

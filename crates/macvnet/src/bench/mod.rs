@@ -115,6 +115,8 @@ pub struct Machine {
     pub nproc: usize,
     pub kernel: String,
     pub cpu_model: String,
+    /// /proc/loadavg (1, 5, 15 min) when the run started: other load skews every figure.
+    pub loadavg: String,
 }
 
 impl Machine {
@@ -134,18 +136,22 @@ impl Machine {
                     .map(|(_, v)| v.trim().to_string())
             })
             .unwrap_or_else(|| "unknown".to_string());
+        let loadavg = std::fs::read_to_string("/proc/loadavg")
+            .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default();
         Machine {
             date: utc_now(),
             nproc,
             kernel,
             cpu_model,
+            loadavg,
         }
     }
 
     pub fn line(&self) -> String {
         format!(
-            "{} · {} CPUs ({}) · kernel {}",
-            self.date, self.nproc, self.cpu_model, self.kernel
+            "{} · {} CPUs ({}) · kernel {} · load {}",
+            self.date, self.nproc, self.cpu_model, self.kernel, self.loadavg
         )
     }
 }

@@ -19,7 +19,7 @@ use engine::{cni, dataplane};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
-  macvnet bench dataplane                 # five topologies, 3 s per stream
+  macvnet bench dataplane                 # five topologies, 3 rounds of 1 s per stream
   macvnet bench dataplane --quick -j      # a few hundred ms each, JSON
   macvnet bench cni --reference /usr/lib/cni
   macvnet bench cni --reference /usr/lib/cni --n 500 --parallel 1,4,16 --attachments 1000 --svg cni.svg
@@ -41,10 +41,13 @@ enum BenchCmd {
 
 #[derive(Debug, clap::Args)]
 struct DataplaneArgs {
-    /// Seconds per stream (TCP, UDP bulk, UDP small packets, round trips).
-    #[arg(long, default_value_t = 3.0)]
+    /// Seconds per stream (TCP, UDP bulk, UDP small packets, round trips) in each round.
+    #[arg(long, default_value_t = 1.0)]
     duration: f64,
-    /// 0.2 s per stream: a smoke run, not a measurement.
+    /// Measure every topology this many times, round-robin; the figures are medians.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// One round of 0.2 s per stream: a smoke run, not a measurement.
     #[arg(long)]
     quick: bool,
     /// Use the built-in generator even when iperf3 is installed.
@@ -118,6 +121,7 @@ fn run_dataplane(a: DataplaneArgs, global: &Global) -> CmdResult {
             a.cases
         },
         duration: Duration::from_secs_f64(secs),
+        rounds: if a.quick { 1 } else { a.rounds.clamp(1, 100) },
         builtin: a.builtin,
     };
     let report = dataplane::run(&opts)?;
@@ -161,8 +165,9 @@ fn run_dataplane(a: DataplaneArgs, global: &Global) -> CmdResult {
         ]);
     }
     let mut out = format!(
-        "{}\n{secs} s per stream, {}\n\n",
+        "{}\n{secs} s per stream, median of {} round(s), {}\n\n",
         report.machine.line(),
+        report.rounds,
         report.addresses
     );
     out.push_str(&t.render());
@@ -293,6 +298,10 @@ fn run_cni(a: CniArgs, global: &Global) -> CmdResult {
             ));
         }
     }
+    out.push_str(&format!(
+        "\npeak RSS above the floor, ours/reference: {}\n",
+        fmt_num(report.rss_above_floor_ratio)
+    ));
     out.push_str("\ntargets:\n");
     for x in &report.targets {
         out.push_str(&format!(
