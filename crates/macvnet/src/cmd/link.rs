@@ -852,22 +852,17 @@ mod tests {
 
     #[test]
     fn add_errors_are_clear() {
-        let e = parse_add(&w("mv0 link eth0 type macvlan mode"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("`mode` needs a value"), "{e}");
-        let e = parse_add(&w("mv0 link eth0 type macvlan mode fast"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("private, vepa, bridge, passthru, source"), "{e}");
-        let e = parse_add(&w("mv0 link eth0 type macvlan frobnicate"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("unknown keyword \"frobnicate\""), "{e}");
-        let e = parse_add(&w("mv0 link eth0 type macvlan address 01:00:5e:00:00:01"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("unicast"), "{e}");
+        for (words, want) in [
+            ("mode", "`mode` needs a value"),
+            ("mode fast", "private, vepa, bridge, passthru, source"),
+            ("frobnicate", "unknown keyword \"frobnicate\""),
+            ("address 01:00:5e:00:00:01", "unicast"),
+        ] {
+            let e = parse_add(&w(&format!("mv0 link eth0 type macvlan {words}")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{words}: {e}");
+        }
         assert!(parse_add(&w("mv0 type macvlan")).is_err());
         assert!(parse_add(&w("mv0 link eth0")).is_err());
         assert!(parse_add(&w("waytoolongname1234 link eth0 type macvlan")).is_err());

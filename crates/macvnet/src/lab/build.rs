@@ -8,7 +8,7 @@ use macvnet_netlink as nl;
 use nl::{Handle, LinkChange, MacvlanSpec, Mode, NetnsRef, RouteSpec};
 
 use super::state::{self, LabState, NsState};
-use super::topo::{Topology, Uplink};
+use super::topo::{Iface, Topology, Uplink};
 use super::LabError;
 
 /// Prefix of every physical lab namespace: `mvlab-<pid>-<logical>`.
@@ -103,6 +103,31 @@ impl Builder<'_> {
         )
     }
 
+    /// One end of an uplink: its MAC and address when given, then up.
+    fn finish_end(&self, h: &mut Handle, ns: &str, end: &Iface) -> Result<(), LabError> {
+        if let Some(mac) = end.mac {
+            self.set(
+                h,
+                ns,
+                &end.name,
+                LinkChange {
+                    mac: Some(mac),
+                    ..Default::default()
+                },
+            )?;
+        }
+        self.addr(h, ns, &end.name, end.address)?;
+        self.set(
+            h,
+            ns,
+            &end.name,
+            LinkChange {
+                up: Some(true),
+                ..Default::default()
+            },
+        )
+    }
+
     fn namespaces(&mut self) -> Result<(), LabError> {
         for n in &self.t.netns {
             let physical = physical_name(self.st.pid, &n.name);
@@ -143,10 +168,6 @@ impl Builder<'_> {
             || format!("opening netns {host_ns}"),
             self.ns(host_ns)?.open(),
         )?;
-        let up = || LinkChange {
-            up: Some(true),
-            ..Default::default()
-        };
         match &u.switch {
             Some(sw) => {
                 // The lan name is a bridge standing for the external switch; the veth is its port.
@@ -187,34 +208,10 @@ impl Builder<'_> {
                 )?;
             }
         }
-        if let Some(mac) = u.lan.mac {
-            self.set(
-                &mut lan,
-                lan_ns,
-                &u.lan.name,
-                LinkChange {
-                    mac: Some(mac),
-                    ..Default::default()
-                },
-            )?;
-        }
-        self.addr(&mut lan, lan_ns, &u.lan.name, u.lan.address)?;
-        self.set(&mut lan, lan_ns, &u.lan.name, up())?;
+        self.finish_end(&mut lan, lan_ns, &u.lan)?;
 
         let mut host = self.handle(host_ns)?;
-        if let Some(mac) = u.parent.mac {
-            self.set(
-                &mut host,
-                host_ns,
-                &u.parent.name,
-                LinkChange {
-                    mac: Some(mac),
-                    ..Default::default()
-                },
-            )?;
-        }
-        self.addr(&mut host, host_ns, &u.parent.name, u.parent.address)?;
-        self.set(&mut host, host_ns, &u.parent.name, up())?;
+        self.finish_end(&mut host, host_ns, &u.parent)?;
         if let Some(shim) = &u.shim {
             let step = || {
                 format!(
