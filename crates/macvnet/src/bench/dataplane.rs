@@ -610,7 +610,8 @@ fn wait_eof(w: Worker<u64>) -> anyhow::Result<u64> {
     w.finish()
 }
 
-/// iperf3 -s -1 in B, iperf3 -c in A, JSON parsed; the server is killed by pid if still there.
+/// iperf3 -s in B (not -1: the readiness probe is a connection too), iperf3 -c in A, JSON
+/// parsed; the server is killed by pid afterwards.
 fn tcp_iperf(iperf: &str, a: &NetnsRef, b: &NetnsRef, dur: Duration) -> anyhow::Result<TcpFigures> {
     struct Kill(std::process::Child);
     impl Drop for Kill {
@@ -621,7 +622,7 @@ fn tcp_iperf(iperf: &str, a: &NetnsRef, b: &NetnsRef, dur: Duration) -> anyhow::
     }
     let port = TCP_PORT.to_string();
     let mut srv = nl::netns::command_in(b, iperf).map_err(nlerr)?;
-    srv.args(["-s", "-1", "-p", &port, "-B", &B_IP.to_string()])
+    srv.args(["-s", "-p", &port, "-B", &B_IP.to_string()])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     let _srv = Kill(srv.spawn().context("starting iperf3 -s")?);
