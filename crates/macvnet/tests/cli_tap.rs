@@ -62,11 +62,32 @@ fn ping_until_exit(mut child: Child, s: &Setup, dst: &str, wait: Duration) -> Ou
     child.wait_with_output().unwrap()
 }
 
-/// Runs `macvnet ARGS` (a sniffer), waits until it reports it listens, then pings `dst`
-/// from the peer namespace (each ping first sends ARP who-has) until the sniffer exits.
-fn sniff_while_pinging(s: &Setup, args: &[&str], dst: &str) -> (Option<i32>, String, String) {
+/// Runs `macvnet [-j] -n HOST tap sniff mtap0 --count COUNT --timeout 10`, waits until it
+/// reports it listens, then pings `dst` from the peer namespace (each ping first sends ARP
+/// who-has) until the sniffer exits.
+fn sniff_while_pinging(
+    s: &Setup,
+    json: bool,
+    count: u32,
+    dst: &str,
+) -> (Option<i32>, String, String) {
+    let count = count.to_string();
+    let mut args = vec![
+        "-n",
+        &s.host.name,
+        "tap",
+        "sniff",
+        "mtap0",
+        "--count",
+        &count,
+        "--timeout",
+        "10",
+    ];
+    if json {
+        args.insert(0, "-j");
+    }
     let mut child = Command::new(BIN)
-        .args(args)
+        .args(&args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -96,19 +117,7 @@ fn sniff_prints_the_arp_request_sent_toward_the_vm() {
         return;
     }
     let s = setup("tsniff", "198.18.11.2/24");
-    let host = s.host.name.clone();
-    let args = [
-        "-n",
-        &host,
-        "tap",
-        "sniff",
-        "mtap0",
-        "--count",
-        "1",
-        "--timeout",
-        "10",
-    ];
-    let (code, out, err) = sniff_while_pinging(&s, &args, "198.18.11.10");
+    let (code, out, err) = sniff_while_pinging(&s, false, 1, "198.18.11.10");
     assert_eq!(code, Some(0), "stderr: {err}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 1, "{out}");
@@ -119,19 +128,7 @@ fn sniff_prints_the_arp_request_sent_toward_the_vm() {
     assert!(lines[0].contains("> ff:ff:ff:ff:ff:ff"), "{out}");
 
     // -j: one JSON object per line.
-    let args = [
-        "-j",
-        "-n",
-        &host,
-        "tap",
-        "sniff",
-        "mtap0",
-        "--count",
-        "2",
-        "--timeout",
-        "10",
-    ];
-    let (code, out, err) = sniff_while_pinging(&s, &args, "198.18.11.11");
+    let (code, out, err) = sniff_while_pinging(&s, true, 2, "198.18.11.11");
     assert_eq!(code, Some(0), "stderr: {err}");
     let frames: Vec<serde_json::Value> = out
         .lines()
