@@ -21,6 +21,17 @@ pub struct Args {
     cmd: AddrCmd,
 }
 
+// The words of `add` and `del` (no doc comment: clap would take it as their about text).
+#[derive(Debug, clap::Args)]
+struct CidrDevWords {
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CIDR dev NAME"
+    )]
+    words: Vec<String>,
+}
+
 #[derive(Debug, clap::Subcommand)]
 enum AddrCmd {
     /// Add CIDR to a link.
@@ -28,27 +39,13 @@ enum AddrCmd {
         override_usage = "macvnet addr add CIDR dev NAME",
         after_help = "Examples:\n  macvnet -n ns1 addr add 198.18.0.11/24 dev mv0\n  macvnet -n ns1 addr add 2001:db8::11/64 dev mv0"
     )]
-    Add {
-        #[arg(
-            trailing_var_arg = true,
-            allow_hyphen_values = true,
-            value_name = "CIDR dev NAME"
-        )]
-        words: Vec<String>,
-    },
+    Add(CidrDevWords),
     /// Remove CIDR from a link.
     #[command(
         override_usage = "macvnet addr del CIDR dev NAME",
         after_help = "Examples:\n  macvnet -n ns1 addr del 198.18.0.11/24 dev mv0"
     )]
-    Del {
-        #[arg(
-            trailing_var_arg = true,
-            allow_hyphen_values = true,
-            value_name = "CIDR dev NAME"
-        )]
-        words: Vec<String>,
-    },
+    Del(CidrDevWords),
     /// Show addresses of every link, or of one (`dev NAME`).
     #[command(
         override_usage = "macvnet addr show [dev NAME]",
@@ -135,7 +132,7 @@ struct AddrView {
 pub fn run(args: Args, global: &Global) -> CmdResult {
     let ns = global.ns_label();
     match args.cmd {
-        AddrCmd::Add { words } => {
+        AddrCmd::Add(CidrDevWords { words }) => {
             const C: &str = "addr add";
             let (mut h, idx, cidr, dev) = target(global, C, &words, &ns)?;
             match h.add_addr(idx, cidr) {
@@ -144,7 +141,7 @@ pub fn run(args: Args, global: &Global) -> CmdResult {
                 Err(e) => Err(e).with_context(|| format!("{C}: adding {cidr} to {dev}")),
             }
         }
-        AddrCmd::Del { words } => {
+        AddrCmd::Del(CidrDevWords { words }) => {
             const C: &str = "addr del";
             let (mut h, idx, cidr, dev) = target(global, C, &words, &ns)?;
             match h.del_addr(idx, cidr) {

@@ -22,6 +22,17 @@ pub struct Args {
     cmd: RouteCmd,
 }
 
+// The words of `add` and `del` (no doc comment: clap would take it as their about text).
+#[derive(Debug, clap::Args)]
+struct RouteWords {
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ROUTE"
+    )]
+    words: Vec<String>,
+}
+
 #[derive(Debug, clap::Subcommand)]
 enum RouteCmd {
     /// Add a route.
@@ -29,27 +40,13 @@ enum RouteCmd {
         override_usage = "macvnet route add (default|CIDR) [via GW] [dev NAME] [metric N]",
         after_help = "Examples:\n  macvnet -n ns1 route add default via 198.18.0.1\n  macvnet -n ns1 route add 198.19.0.0/24 dev mv0 metric 50"
     )]
-    Add {
-        #[arg(
-            trailing_var_arg = true,
-            allow_hyphen_values = true,
-            value_name = "ROUTE"
-        )]
-        words: Vec<String>,
-    },
+    Add(RouteWords),
     /// Delete a route.
     #[command(
         override_usage = "macvnet route del (default|CIDR) [via GW] [dev NAME] [metric N]",
         after_help = "Examples:\n  macvnet -n ns1 route del default\n  macvnet -n ns1 route del 198.19.0.0/24"
     )]
-    Del {
-        #[arg(
-            trailing_var_arg = true,
-            allow_hyphen_values = true,
-            value_name = "ROUTE"
-        )]
-        words: Vec<String>,
-    },
+    Del(RouteWords),
     /// Show routes of the main table (IPv4 and IPv6).
     #[command(
         after_help = "Examples:\n  macvnet -n ns1 route show\n  macvnet -n ns1 -j route show -4"
@@ -175,7 +172,7 @@ struct RouteView {
 pub fn run(args: Args, global: &Global) -> CmdResult {
     let ns = global.ns_label();
     match args.cmd {
-        RouteCmd::Add { words } => {
+        RouteCmd::Add(RouteWords { words }) => {
             const C: &str = "route add";
             let r = parse_route(C, &words, true)?;
             let mut h = global.handle()?;
@@ -186,7 +183,7 @@ pub fn run(args: Args, global: &Global) -> CmdResult {
                 Err(e) => Err(e).with_context(|| format!("{C}: adding route to {}", s.dst)),
             }
         }
-        RouteCmd::Del { words } => {
+        RouteCmd::Del(RouteWords { words }) => {
             const C: &str = "route del";
             let r = parse_route(C, &words, false)?;
             let mut h = global.handle()?;
