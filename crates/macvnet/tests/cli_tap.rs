@@ -233,8 +233,8 @@ fn open_in_a_private_empty_dev_uses_a_temporary_node() {
     if !can_run("open_in_a_private_empty_dev_uses_a_temporary_node") {
         return;
     }
-    if Command::new("unshare").arg("--version").output().is_err() {
-        eprintln!("SKIP open_in_a_private_empty_dev_uses_a_temporary_node: needs unshare(1)");
+    let test = "open_in_a_private_empty_dev_uses_a_temporary_node";
+    if !require_program(test, "unshare", "--version", "needs unshare(1)") {
         return;
     }
     let s = setup("tpriv", "198.18.13.2/24");
@@ -383,8 +383,8 @@ fn the_command_reads_frames_from_the_inherited_fd() {
     if !can_run("the_command_reads_frames_from_the_inherited_fd") {
         return;
     }
-    if Command::new("dd").arg("--version").output().is_err() {
-        eprintln!("SKIP the_command_reads_frames_from_the_inherited_fd: needs dd and od");
+    let test = "the_command_reads_frames_from_the_inherited_fd";
+    if !require_program(test, "dd", "--version", "needs dd and od") {
         return;
     }
     let s = setup("tread", "198.18.16.2/24");

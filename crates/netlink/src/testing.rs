@@ -21,6 +21,20 @@ pub fn require_root(test: &str) -> bool {
     false
 }
 
+/// Prints "SKIP <test>: <why>" to stderr and returns false when `program arg` cannot be run
+/// (the program is missing).
+pub fn require_program(test: &str, program: &str, arg: &str, why: &str) -> bool {
+    if std::process::Command::new(program)
+        .arg(arg)
+        .output()
+        .is_ok()
+    {
+        return true;
+    }
+    eprintln!("SKIP {test}: {why}");
+    false
+}
+
 /// A named test namespace, deleted on drop. Its loopback is up.
 #[derive(Debug)]
 pub struct TestNs {

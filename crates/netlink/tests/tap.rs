@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use macvnet_netlink as nl;
 use nl::tap::{self, Offloads, TapLink, TapQueue};
-use nl::testing::{add_macvlan_in, require_root, uplink_pair, TestNs};
+use nl::testing::{add_macvlan_in, require_program, require_root, uplink_pair, TestNs};
 use nl::{MacAddr, MacvlanSpec, Mode};
 
 /// A macvtap `name` in bridge mode on `eth0` of `host`, up.
@@ -258,8 +258,12 @@ fn device_node_in_a_fake_private_dev_has_the_right_number_and_owner() {
     if !require_root("device_node_in_a_fake_private_dev_has_the_right_number_and_owner") {
         return;
     }
-    if Command::new("ip").arg("-V").output().is_err() {
-        eprintln!("SKIP device_node...: needs iproute2 `ip` to pick the ifindex");
+    if !require_program(
+        "device_node_in_a_fake_private_dev_has_the_right_number_and_owner",
+        "ip",
+        "-V",
+        "needs iproute2 `ip` to pick the ifindex",
+    ) {
         return;
     }
     let (host, _lan) = uplink_pair("tapn").unwrap();
@@ -412,8 +416,12 @@ fn same_ifindex_in_two_namespaces_opens_the_right_device() {
     if !require_root("same_ifindex_in_two_namespaces_opens_the_right_device") {
         return;
     }
-    if Command::new("ip").arg("-V").output().is_err() {
-        eprintln!("SKIP same_ifindex...: needs iproute2 `ip` to pick the ifindex");
+    if !require_program(
+        "same_ifindex_in_two_namespaces_opens_the_right_device",
+        "ip",
+        "-V",
+        "needs iproute2 `ip` to pick the ifindex",
+    ) {
         return;
     }
     let (a, _alan) = uplink_pair("tapca").unwrap();

@@ -3,7 +3,7 @@
 
 use std::process::{Command, Output};
 
-pub use macvnet_netlink::testing::{require_root, uplink_pair, TestNs};
+pub use macvnet_netlink::testing::{require_program, require_root, uplink_pair, TestNs};
 use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_macvnet");
@@ -13,11 +13,12 @@ pub fn can_run(test: &str) -> bool {
     if !require_root(test) {
         return false;
     }
-    if Command::new("ip").arg("-V").output().is_err() {
-        eprintln!("SKIP {test}: needs iproute2's `ip` to cross-check what the kernel reports");
-        return false;
-    }
-    true
+    require_program(
+        test,
+        "ip",
+        "-V",
+        "needs iproute2's `ip` to cross-check what the kernel reports",
+    )
 }
 
 pub fn mvn(args: &[&str]) -> Output {
