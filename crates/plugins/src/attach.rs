@@ -149,3 +149,33 @@ pub fn validate_routes(h: &mut Handle, result: &CniResult) -> Result<(), PluginE
     }
     Ok(())
 }
+
+/// The temporary name an ADD of (container ID, ifname) gives its link before the rename:
+/// `prefix` + 13 hex digits of a hash of both, so the DEL that follows a killed ADD can find
+/// a link that never got its final name (`attempt` varies it on EEXIST).
+pub fn temp_name(prefix: &str, container_id: &str, ifname: &str, attempt: u32) -> String {
+    let key = format!("{container_id}\0{ifname}\0{attempt}");
+    let h = twox_hash::XxHash64::oneshot(0, key.as_bytes());
+    format!("{prefix}{:013x}", h & ((1 << 52) - 1))
+}
+
+/// DEL after a killed ADD: delete the links in `h`'s namespace still under one of this
+/// attachment's temporary names (`tries` attempts). Failures are logged: DEL goes on.
+pub fn del_temp_links(h: &mut Handle, prefix: &str, container_id: &str, ifname: &str, tries: u32) {
+    for attempt in 0..tries {
+        let name = temp_name(prefix, container_id, ifname, attempt);
+        match h.link_by_name(&name) {
+            Ok(l) if matches!(l.kind, nl::LinkKind::Macvlan | nl::LinkKind::Macvtap) => {
+                tracing::info!("deleting {name:?}, left by a killed ADD");
+                if let Err(e) = h.del_link(l.index) {
+                    if !e.is_not_found() {
+                        tracing::warn!("deleting {name:?}: {e}");
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => tracing::warn!("looking up {name:?}: {e}"),
+        }
+    }
+}

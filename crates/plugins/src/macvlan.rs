@@ -251,15 +251,10 @@ fn netns_err(path: &Path, source: nl::Error) -> PluginError {
     }
 }
 
-/// `mv` + 8 hex digits from pid and clock: unique among running plugins in practice,
-/// and a collision is only EEXIST, retried with the next name. No /dev/urandom read.
-fn temp_name(attempt: u32) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let mixed = std::process::id().rotate_left(16) ^ nanos ^ attempt.wrapping_mul(0x9e37_79b9);
-    format!("mv{mixed:08x}")
+/// `mv` + a hash of (container ID, ifname, attempt): a DEL after a killed ADD finds the
+/// link by it (see [`attach::temp_name`]); a collision is only EEXIST, retried.
+fn temp_name(req: &Request, attempt: u32) -> String {
+    attach::temp_name("mv", &req.container_id, &req.ifname, attempt)
 }
 
 /// Union of the config's DNS (first) and IPAM's.
@@ -332,7 +327,7 @@ pub fn add(req: &Request) -> Result<CniResult, PluginError> {
     };
     let mut tries = 0;
     loop {
-        spec.name = temp_name(tries);
+        spec.name = temp_name(req, tries);
         match creator.add_macvlan(&spec) {
             Ok(()) => break,
             Err(e) if e.is_exists() && tries + 1 < TEMP_NAME_TRIES => tries += 1,
@@ -423,6 +418,14 @@ pub fn del(req: &Request) -> Result<(), PluginError> {
         Err(e) if e.is_not_found() => return Ok(()),
         Err(e) => return Err(netns_err(ns_path, e)),
     };
+    // An ADD killed before its rename left the link under its temporary name.
+    attach::del_temp_links(
+        &mut h,
+        "mv",
+        &req.container_id,
+        &req.ifname,
+        TEMP_NAME_TRIES,
+    );
     let link = match h.link_by_name(&req.ifname) {
         Ok(l) => l,
         Err(e) if e.is_not_found() => return Ok(()),

@@ -310,14 +310,10 @@ fn netns_err(path: &Path, source: nl::Error) -> PluginError {
     }
 }
 
-/// `mt` + 8 hex digits from pid and clock; a collision is only EEXIST, retried.
-fn temp_name(attempt: u32) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let mixed = std::process::id().rotate_left(16) ^ nanos ^ attempt.wrapping_mul(0x9e37_79b9);
-    format!("mt{mixed:08x}")
+/// `mt` + a hash of (container ID, ifname, attempt): a DEL after a killed ADD finds the
+/// link by it, in the host or the container (see [`attach::temp_name`]).
+fn temp_name(req: &Request, attempt: u32) -> String {
+    attach::temp_name("mt", &req.container_id, &req.ifname, attempt)
 }
 
 /// Union of the config's DNS (first) and IPAM's.
@@ -458,6 +454,7 @@ impl Drop for NodeGuard {
 /// the container, every pod's first macvtap would be ifindex 2 and want the same
 /// /dev/tap2.
 fn create_direct(
+    req: &Request,
     conf: &MacvtapConf,
     master: Option<&str>,
     ns: &NetnsRef,
@@ -486,7 +483,7 @@ fn create_direct(
     };
     let mut tries = 0;
     loop {
-        spec.name = temp_name(tries);
+        spec.name = temp_name(req, tries);
         match host.add_macvlan(&spec) {
             Ok(()) => break,
             Err(e) if e.is_exists() && tries + 1 < TEMP_NAME_TRIES => tries += 1,
@@ -527,6 +524,7 @@ fn create_direct(
 
 /// Move the host's deviceID macvtap into the container namespace under a temporary name.
 fn move_device(
+    req: &Request,
     conf: &MacvtapConf,
     device: &str,
     ns: &NetnsRef,
@@ -551,7 +549,7 @@ fn move_device(
     let mut cont = cont;
     let mut tries = 0;
     let name = loop {
-        let name = temp_name(tries);
+        let name = temp_name(req, tries);
         // One RTM_SETLINK moves and renames (the name applies in the target namespace).
         let change = LinkChange {
             name: Some(name.clone()),
@@ -603,8 +601,8 @@ pub fn add(req: &Request) -> Result<CniResult, PluginError> {
     let cont = Handle::open(&ns).map_err(|e| netns_err(ns_path, e))?;
 
     let (mut guard, link) = match &conf.source {
-        Source::Master(m) => create_direct(&conf, m.as_deref(), &ns, ns_path, cont)?,
-        Source::Device(d) => move_device(&conf, d, &ns, ns_path, cont)?,
+        Source::Master(m) => create_direct(req, &conf, m.as_deref(), &ns, ns_path, cont)?,
+        Source::Device(d) => move_device(req, &conf, d, &ns, ns_path, cont)?,
     };
     let index = guard.index;
 
@@ -721,6 +719,17 @@ pub fn del(req: &Request) -> Result<(), PluginError> {
     if let Some(ipam) = Ipam::resolve(req)? {
         ipam.del(req)?;
     }
+    // An ADD killed between creating the macvtap in the host and moving it left it here.
+    match Handle::current() {
+        Ok(mut host) => attach::del_temp_links(
+            &mut host,
+            "mt",
+            &req.container_id,
+            &req.ifname,
+            TEMP_NAME_TRIES,
+        ),
+        Err(e) => tracing::warn!("opening netlink in the host namespace: {e}"),
+    }
     let Some(ns_path) = req.netns.as_deref() else {
         return Ok(());
     };
@@ -730,6 +739,14 @@ pub fn del(req: &Request) -> Result<(), PluginError> {
         Err(e) if e.is_not_found() => return Ok(()),
         Err(e) => return Err(netns_err(ns_path, e)),
     };
+    // ... or in the container, killed before the rename.
+    attach::del_temp_links(
+        &mut h,
+        "mt",
+        &req.container_id,
+        &req.ifname,
+        TEMP_NAME_TRIES,
+    );
     let link = match h.link_by_name(&req.ifname) {
         Ok(l) => l,
         Err(e) if e.is_not_found() => return Ok(()),

@@ -1,0 +1,358 @@
+//! Crash safety of ADD: the plugin is SIGKILLed mid-ADD (at a random delay, and — with the
+//! `failpoints` build — at every named step), then the runtime's DEL and GC run, and the
+//! node must be clean: no link left in the container or host namespace (besides the
+//! master), no address file, marker or temp file in the host-local store, no device node
+//! in devDir and no stale /dev/tap* node.
+//!
+//! Failpoints: the binaries are built once by this test with
+//! `cargo build -p macvnet-plugins --features failpoints --target-dir <target>/failpoints`
+//! (cached by cargo; set MVT_FAILPOINT_BIN_DIR to use prebuilt ones, or
+//! MVT_NO_FAILPOINT_BUILD=1 to skip that part). A failpoint named by env MACVNET_FAILPOINT
+//! raises SIGKILL there; `macvnet_cni::failpoints::ALL` lists every name.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use macvnet_netlink::testing::TestNs;
+use serde_json::{json, Value};
+
+const NET: &str = "mvtcrash";
+
+/// A tiny xorshift: the seed is printed so a failure can be replayed (MVT_CRASH_SEED).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+fn seed() -> u64 {
+    std::env::var("MVT_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        })
+}
+
+struct Rig {
+    lab: Lab,
+    ctr: TestNs,
+    data: PathBuf,
+    dev: PathBuf,
+}
+
+impl Rig {
+    fn new(tag: &str) -> Rig {
+        let lab = Lab::new(tag);
+        let ctr = lab.container(&format!("{tag}c"));
+        let data = lab.data_dir("data");
+        let dev = lab.data_dir("dev");
+        Rig {
+            lab,
+            ctr,
+            data,
+            dev,
+        }
+    }
+
+    /// The network config each plugin gets (the IPAM plugins get the macvlan one).
+    fn conf(&self, plugin: &str, version: &str) -> Value {
+        let ipam = json!({"type": "host-local", "dataDir": self.data,
+                          "ranges": [[{"subnet": "198.18.7.0/24"}]]});
+        // IPv4 only: an IPv6 address makes ADD wait ~2 s for DAD, and kills would mostly
+        // land in that wait instead of between the steps.
+        match plugin {
+            "macvtap" => json!({"cniVersion": version, "name": NET, "type": "macvtap",
+                                "master": "eth0", "devDir": self.dev, "ipam": ipam}),
+            _ => json!({"cniVersion": version, "name": NET, "type": "macvlan",
+                        "master": "eth0", "ipam": ipam}),
+        }
+    }
+
+    fn spawn(
+        &self,
+        bin: &Path,
+        command: &str,
+        id: &str,
+        conf: &Value,
+        extra: &[(&str, &str)],
+    ) -> Child {
+        let mut cmd =
+            macvnet_netlink::netns::command_in(&self.lab.host.ns, bin.to_str().unwrap()).unwrap();
+        cmd.env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("CNI_COMMAND", command)
+            .env("CNI_CONTAINERID", id)
+            .env("CNI_NETNS", ns_path(&self.ctr))
+            .env("CNI_IFNAME", "net1")
+            .env("CNI_PATH", bin.parent().unwrap())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let data = serde_json::to_vec(conf).unwrap();
+        let _ = child.stdin.take().unwrap().write_all(&data);
+        child
+    }
+
+    /// Run to the end (30 s bound); (success, stdout, stderr, killed by a signal).
+    fn finish(&self, mut child: Child) -> (bool, String, String, bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("plugin timed out");
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let out = child.wait_with_output().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            out.status.signal().is_some(),
+        )
+    }
+
+    fn run(&self, bin: &Path, command: &str, id: &str, conf: &Value) -> (bool, String, String) {
+        let (ok, out, err, _) = self.finish(self.spawn(bin, command, id, conf, &[]));
+        (ok, out, err)
+    }
+
+    /// The runtime's cleanup: DEL (must succeed), then GC with no valid attachment.
+    fn del_and_gc(&self, bin: &Path, plugin: &str, id: &str) {
+        let (ok, out, err) = self.run(bin, "DEL", id, &self.conf(plugin, "1.0.0"));
+        assert!(ok, "{plugin} DEL of {id} failed: {out} {err}");
+        let mut gc = self.conf(plugin, "1.1.0");
+        gc["cni.dev/valid-attachments"] = json!([]);
+        let (ok, out, err) = self.run(bin, "GC", "", &gc);
+        assert!(ok, "{plugin} GC failed: {out} {err}");
+    }
+
+    /// What must be empty after DEL + GC (empty Vec = clean).
+    fn leftovers(&self) -> Vec<String> {
+        let mut left = Vec::new();
+        for l in links(&self.ctr) {
+            left.push(format!("container link {l}"));
+        }
+        for l in links(&self.lab.host) {
+            if l != "eth0" {
+                left.push(format!("host link {l}"));
+            }
+        }
+        if let Ok(rd) = std::fs::read_dir(self.data.join(NET)) {
+            for e in rd.filter_map(|e| e.ok()) {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n != "lock" && !n.starts_with("last_reserved_ip") {
+                    let content = std::fs::read_to_string(e.path()).unwrap_or_default();
+                    left.push(format!("store file {n} {content:?}"));
+                }
+            }
+        }
+        if let Ok(rd) = std::fs::read_dir(&self.dev) {
+            for e in rd.filter_map(|e| e.ok()) {
+                left.push(format!("devDir node {}", e.file_name().to_string_lossy()));
+            }
+        }
+        left
+    }
+
+    /// Leftovers, allowing 2 s for the kernel to finish deleting.
+    fn assert_clean(&self, what: &str) {
+        let mut left = self.leftovers();
+        for _ in 0..20 {
+            if left.is_empty() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            left = self.leftovers();
+        }
+        panic!("after {what}: left behind {left:#?}");
+    }
+}
+
+const PLUGINS: &[&str] = &["macvlan", "macvtap", "host-local"];
+
+/// How long a whole ADD takes for `plugin` (the median of 3), to spread the kills over.
+fn add_duration(rig: &Rig, bin_dir: &Path, plugin: &str) -> Duration {
+    let bin = bin_dir.join(plugin);
+    let mut times = Vec::new();
+    for i in 0..3 {
+        let id = format!("mvt-time-{plugin}-{i}");
+        let t = Instant::now();
+        let (ok, out, err) = rig.run(&bin, "ADD", &id, &rig.conf(plugin, "1.0.0"));
+        times.push(t.elapsed());
+        assert!(ok, "{plugin} ADD failed: {out} {err}");
+        rig.del_and_gc(&bin, plugin, &id);
+        rig.assert_clean(&format!("a full ADD/DEL of {plugin}"));
+    }
+    times.sort();
+    times[1]
+}
+
+#[test]
+fn sigkill_at_random_delay_during_add_leaves_nothing() {
+    if !require("sigkill_at_random_delay_during_add_leaves_nothing", false) {
+        return;
+    }
+    let trials: u64 = std::env::var("MVT_CRASH_TRIALS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    let rig = Rig::new("crash");
+    let dir = our_dir();
+    let durs: Vec<Duration> = PLUGINS
+        .iter()
+        .map(|p| add_duration(&rig, &dir, p))
+        .collect();
+    let seed = seed();
+    eprintln!("seed {seed} (MVT_CRASH_SEED), ADD takes {durs:?} for {PLUGINS:?}");
+    let mut rng = Rng(seed);
+    let (mut killed, mut completed) = (0, 0);
+    for trial in 0..trials {
+        let k = (trial % PLUGINS.len() as u64) as usize;
+        let plugin = PLUGINS[k];
+        let bin = dir.join(plugin);
+        let id = format!("mvt-crash-{trial}");
+        // Uniform over [0, 1.3 × a full ADD]: most kills land inside ADD.
+        let span = durs[k].as_micros() as u64 * 13 / 10;
+        let delay = Duration::from_micros(rng.below(span));
+        let child = rig.spawn(&bin, "ADD", &id, &rig.conf(plugin, "1.0.0"), &[]);
+        std::thread::sleep(delay);
+        let mut child = child;
+        let _ = child.kill();
+        let (ok, _, _, signaled) = rig.finish(child);
+        if signaled {
+            killed += 1;
+        } else if ok {
+            completed += 1;
+        }
+        rig.del_and_gc(&bin, plugin, &id);
+        rig.assert_clean(&format!(
+            "trial {trial}: {plugin} ADD killed after {delay:?} (seed {seed})"
+        ));
+    }
+    eprintln!("{trials} trials: {killed} killed mid-ADD, {completed} finished first; 0 leaks");
+    assert!(
+        killed > trials / 2,
+        "too few kills landed inside ADD: {killed}"
+    );
+}
+
+/// Failpoint binaries: built once into `<target>/failpoints` (or MVT_FAILPOINT_BIN_DIR).
+fn failpoint_bins() -> Option<PathBuf> {
+    if let Ok(d) = std::env::var("MVT_FAILPOINT_BIN_DIR") {
+        return Some(PathBuf::from(d));
+    }
+    if std::env::var_os("MVT_NO_FAILPOINT_BUILD").is_some() {
+        return None;
+    }
+    // our_dir() is <target>/<profile>; build next to it.
+    let ours = our_dir();
+    let profile = ours.file_name().unwrap().to_string_lossy().into_owned();
+    let target = ours.parent().unwrap().join("failpoints");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let t = Instant::now();
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.current_dir(&root)
+        .args([
+            "build",
+            "-p",
+            "macvnet-plugins",
+            "--bins",
+            "--features",
+            "failpoints",
+        ])
+        .arg("--target-dir")
+        .arg(&target)
+        .env_remove("CARGO_TARGET_DIR")
+        .stdout(Stdio::null());
+    if profile == "release" {
+        cmd.arg("--release");
+    }
+    let out = cmd.output().unwrap();
+    if !out.status.success() {
+        panic!(
+            "building the failpoint binaries failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    eprintln!("failpoint binaries built in {:?}", t.elapsed());
+    Some(target.join(profile))
+}
+
+/// Every ADD/DEL step of each plugin: killed there, then DEL + GC leave nothing.
+#[test]
+fn sigkill_at_every_failpoint_leaves_nothing() {
+    if !require("sigkill_at_every_failpoint_leaves_nothing", false) {
+        return;
+    }
+    let Some(bins) = failpoint_bins() else {
+        eprintln!("SKIP sigkill_at_every_failpoint_leaves_nothing: MVT_NO_FAILPOINT_BUILD set");
+        return;
+    };
+    let rig = Rig::new("fpoint");
+    let mut covered = 0;
+    for (point, plugins, command) in FAILPOINTS {
+        for plugin in *plugins {
+            let bin = bins.join(plugin);
+            let id = format!("mvt-fp-{covered}");
+            let hit_log = rig.lab.dir.path().join(format!("hits-{covered}"));
+            let conf = rig.conf(plugin, "1.0.0");
+            if *command == "DEL" {
+                let (ok, out, err) = rig.run(&bin, "ADD", &id, &conf);
+                assert!(ok, "{plugin} ADD before DEL failpoint failed: {out} {err}");
+            }
+            let child = rig.spawn(
+                &bin,
+                command,
+                &id,
+                &conf,
+                &[
+                    ("MACVNET_FAILPOINT", point),
+                    ("MACVNET_FAILPOINT_LOG", hit_log.to_str().unwrap()),
+                ],
+            );
+            let (_, out, err, signaled) = rig.finish(child);
+            let hits = std::fs::read_to_string(&hit_log).unwrap_or_default();
+            assert!(
+                signaled && hits.lines().any(|l| l == *point),
+                "{plugin} {command} never reached failpoint {point} (hits {hits:?}): {out} {err}"
+            );
+            rig.del_and_gc(&bin, plugin, &id);
+            rig.assert_clean(&format!("{plugin} {command} killed at {point}"));
+            covered += 1;
+        }
+    }
+    eprintln!(
+        "{covered} failpoint kills (of {} points), 0 leaks",
+        FAILPOINTS.len()
+    );
+}
+
+/// (failpoint, plugins that pass it, command). Must name every point in
+/// `macvnet_cni::failpoints::ALL` except the dhcp ones (tests in crates/dhcp).
+const FAILPOINTS: &[(&str, &[&str], &str)] = &[];
