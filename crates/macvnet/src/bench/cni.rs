@@ -259,6 +259,8 @@ fn run_plugin(
 }
 
 fn must(imp: &Impl, what: &str, s: Sample) -> anyhow::Result<Sample> {
+    // Ctrl-C reaches the plugin too; say why it failed.
+    check()?;
     if !s.ok {
         bail!("{} {what} failed: {}", imp.name, s.stdout.trim());
     }

@@ -107,6 +107,16 @@ pub struct CaseResult {
     pub rtt_p99_us: f64,
     pub rtt_samples: usize,
     pub note: Option<String>,
+    /// [min, max] over the rounds, for judging differences.
+    pub ranges: Ranges,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Ranges {
+    pub tcp_gbps: Option<[f64; 2]>,
+    pub tcp_cpu_ms_per_gbit: Option<[f64; 2]>,
+    pub udp_kpps: [f64; 2],
+    pub rtt_p50_us: [f64; 2],
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -161,6 +171,17 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     })
 }
 
+fn range_opt(v: &[CaseResult], f: &dyn Fn(&CaseResult) -> Option<f64>) -> Option<[f64; 2]> {
+    let x: Vec<f64> = v.iter().filter_map(f).filter(|x| x.is_finite()).collect();
+    let lo = x.iter().copied().reduce(f64::min)?;
+    let hi = x.iter().copied().reduce(f64::max)?;
+    Some([lo, hi])
+}
+
+fn range(v: &[CaseResult], f: &dyn Fn(&CaseResult) -> f64) -> [f64; 2] {
+    range_opt(v, &|r| Some(f(r))).unwrap_or([f64::NAN, f64::NAN])
+}
+
 /// One result per case: the median of each figure over the rounds.
 fn median_of(v: Vec<CaseResult>) -> Option<CaseResult> {
     let first = v.first()?.clone();
@@ -181,6 +202,12 @@ fn median_of(v: Vec<CaseResult>) -> Option<CaseResult> {
         rtt_p50_us: med(&|r| r.rtt_p50_us),
         rtt_p99_us: med(&|r| r.rtt_p99_us),
         rtt_samples: v.iter().map(|r| r.rtt_samples).sum(),
+        ranges: Ranges {
+            tcp_gbps: range_opt(&v, &|r| r.tcp_gbps),
+            tcp_cpu_ms_per_gbit: range_opt(&v, &|r| r.tcp_cpu_ms_per_gbit),
+            udp_kpps: range(&v, &|r| r.udp_pps / 1e3),
+            rtt_p50_us: range(&v, &|r| r.rtt_p50_us),
+        },
         ..first
     })
 }
@@ -771,8 +798,20 @@ fn measure(
     Ok(r)
 }
 
+/// Name, ranges (macvlan, other), medians (macvlan, other), higher is better, unit.
+type Metric<'a> = (
+    &'a str,
+    Option<[f64; 2]>,
+    Option<[f64; 2]>,
+    Option<f64>,
+    Option<f64>,
+    bool,
+    &'a str,
+);
+
 /// Compare macvlan bridge mode with veth pair and veth + bridge on TCP throughput, CPU per
-/// Gbit and round-trip time.
+/// Gbit, 64-byte packet rate and round-trip time. A difference counts only when the
+/// round-to-round ranges (widened by 3 %) do not overlap; otherwise it is a tie.
 fn verdict(results: &[CaseResult]) -> Option<Verdict> {
     let get = |c: Case| results.iter().find(|r| r.case == c.name());
     let mv = get(Case::MacvlanBridge)?;
@@ -783,88 +822,87 @@ fn verdict(results: &[CaseResult]) -> Option<Verdict> {
     if others.is_empty() {
         return None;
     }
-    let mut wins = 0;
-    let mut total = 0;
+    let (mut wins, mut ties, mut losses) = (0, 0, 0);
     let mut lines = Vec::new();
     for o in &others {
-        // Within 3 % counts as a tie (noise on a shared VM).
-        let cmp = |name: &str,
-                   ours: Option<f64>,
-                   theirs: Option<f64>,
-                   higher_better: bool,
-                   unit: &str|
-         -> Option<(bool, String)> {
-            let (m, t) = (ours?, theirs?);
-            let better = if higher_better {
-                m >= t * 0.97
-            } else {
-                m <= t * 1.03
-            };
-            Some((
-                better,
-                format!(
-                    "{name} {} {unit} vs {} {unit}",
-                    super::chart::fmt_num(m),
-                    super::chart::fmt_num(t)
-                ),
-            ))
-        };
-        let checks = [
-            cmp("TCP", mv.tcp_gbps, o.tcp_gbps, true, "Gbit/s"),
-            cmp(
+        let mut parts = Vec::new();
+        let metrics: [Metric<'_>; 4] = [
+            (
+                "TCP",
+                mv.ranges.tcp_gbps,
+                o.ranges.tcp_gbps,
+                mv.tcp_gbps,
+                o.tcp_gbps,
+                true,
+                "Gbit/s",
+            ),
+            (
                 "CPU",
+                mv.ranges.tcp_cpu_ms_per_gbit,
+                o.ranges.tcp_cpu_ms_per_gbit,
                 mv.tcp_cpu_ms_per_gbit,
                 o.tcp_cpu_ms_per_gbit,
                 false,
                 "ms/Gbit",
             ),
-            cmp(
+            (
                 "64-B UDP",
+                Some(mv.ranges.udp_kpps),
+                Some(o.ranges.udp_kpps),
                 Some(mv.udp_pps / 1e3),
                 Some(o.udp_pps / 1e3),
                 true,
                 "kpps",
             ),
-            cmp(
+            (
                 "RTT p50",
+                Some(mv.ranges.rtt_p50_us),
+                Some(o.ranges.rtt_p50_us),
                 Some(mv.rtt_p50_us),
                 Some(o.rtt_p50_us),
                 false,
                 "µs",
             ),
         ];
-        let mut parts = Vec::new();
-        for (better, text) in checks.into_iter().flatten() {
-            total += 1;
-            if better {
+        for (name, rm, ro, m, t, higher_better, unit) in metrics {
+            let (Some(rm), Some(ro), Some(m), Some(t)) = (rm, ro, m, t) else {
+                continue;
+            };
+            let overlap = rm[0] * 0.97 <= ro[1] * 1.03 && ro[0] * 0.97 <= rm[1] * 1.03;
+            let better = if higher_better { m > t } else { m < t };
+            let word = if overlap {
+                ties += 1;
+                "tie"
+            } else if better {
                 wins += 1;
-            }
+                "macvlan better"
+            } else {
+                losses += 1;
+                "macvlan worse"
+            };
             parts.push(format!(
-                "{text} ({})",
-                if better {
-                    "macvlan as good or better"
-                } else {
-                    "macvlan worse"
-                }
+                "{name} {} vs {} {unit} ({word})",
+                super::chart::fmt_num(m),
+                super::chart::fmt_num(t)
             ));
         }
         lines.push(format!("vs {}: {}", o.case, parts.join("; ")));
     }
-    let agrees = if wins == total {
-        "agrees"
-    } else if wins * 2 >= total {
-        "partly"
+    let (agrees, head) = if losses == 0 && wins > 0 {
+        ("agrees", "This machine agrees with the claim: macvlan bridge mode beats or ties veth and veth + bridge on every measure")
+    } else if losses == 0 {
+        ("inconclusive", "Inconclusive here: every difference is within the spread between rounds (a busy or noisy machine; try more --rounds)")
+    } else if wins > losses {
+        ("partly", "This machine partly agrees with the claim: macvlan bridge mode wins more measures than it loses")
     } else {
-        "disagrees"
-    };
-    let head = match agrees {
-        "agrees" => "This machine agrees with the claim: macvlan bridge mode is as efficient as or more efficient than veth and veth + bridge on every measure",
-        "partly" => "This machine partly agrees with the claim: macvlan bridge mode wins or ties on most, not all, measures",
-        _ => "This machine does not agree with the claim: macvlan bridge mode loses on most measures",
+        ("disagrees", "This machine does not agree with the claim: macvlan bridge mode loses at least as many measures as it wins")
     };
     Some(Verdict {
         agrees: agrees.into(),
-        text: format!("{head} ({wins}/{total}). {}", lines.join(". ")),
+        text: format!(
+            "{head} ({wins} better, {ties} tied, {losses} worse). {}",
+            lines.join(". ")
+        ),
     })
 }
 

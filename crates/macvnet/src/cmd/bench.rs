@@ -183,6 +183,19 @@ fn run_dataplane(a: DataplaneArgs, global: &Global) -> CmdResult {
          TCP stream, then the UDP 1472-byte stream, per Gbit received. delivered: share of the 64-byte \
          datagrams sent that arrived.\n",
     );
+    let load1: f64 = report
+        .machine
+        .loadavg
+        .split_whitespace()
+        .next()
+        .and_then(|x| x.parse().ok())
+        .unwrap_or(0.0);
+    if load1 > report.machine.nproc as f64 * 0.5 {
+        out.push_str(&format!(
+            "\nNote: the machine was busy (load {load1} on {} CPUs) when this started; every figure is noisy.\n",
+            report.machine.nproc
+        ));
+    }
     if let Some(v) = &report.verdict {
         out.push_str(&format!("\n{}\n", v.text));
     }
