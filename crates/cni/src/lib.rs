@@ -35,6 +35,7 @@
 pub mod args;
 pub mod delegate;
 pub mod error;
+pub mod failpoints;
 pub mod skel;
 pub mod types;
 pub mod validate;

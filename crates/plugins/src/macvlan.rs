@@ -335,6 +335,7 @@ pub fn add(req: &Request) -> Result<CniResult, PluginError> {
         }
     }
     drop(host);
+    macvnet_cni::failpoint!("macvlan::add::after_create");
 
     let link = match cont.link_by_name(&spec.name) {
         Ok(l) => l,
@@ -361,6 +362,7 @@ pub fn add(req: &Request) -> Result<CniResult, PluginError> {
             PluginError::netlink(format!("failed to rename macvlan to {:?}", req.ifname), e)
         }
     })?;
+    macvnet_cni::failpoint!("macvlan::add::after_rename");
 
     let mut result = CniResult {
         interfaces: vec![Interface {
@@ -377,6 +379,7 @@ pub fn add(req: &Request) -> Result<CniResult, PluginError> {
         Some(ipam) => {
             let r = ipam.add(req)?;
             let guard = IpamGuard::new(ipam, req);
+            macvnet_cni::failpoint!("macvlan::add::after_ipam");
             if r.ips.is_empty() {
                 return Err(PluginError::IpamNoIp);
             }
@@ -396,6 +399,7 @@ pub fn add(req: &Request) -> Result<CniResult, PluginError> {
         }
     };
     result.dns = merge_dns(req.config.dns.as_ref(), &ipam_dns);
+    macvnet_cni::failpoint!("macvlan::add::after_configure");
 
     if let Some(g) = ipam_guard {
         g.commit();
@@ -409,6 +413,7 @@ pub fn del(req: &Request) -> Result<(), PluginError> {
     if let Some(ipam) = Ipam::resolve(req)? {
         ipam.del(req)?;
     }
+    macvnet_cni::failpoint!("macvlan::del::after_ipam");
     let Some(ns_path) = req.netns.as_deref() else {
         return Ok(());
     };
@@ -436,7 +441,9 @@ pub fn del(req: &Request) -> Result<(), PluginError> {
             ))
         }
     };
-    match h.del_link(link.index) {
+    let deleted = h.del_link(link.index);
+    macvnet_cni::failpoint!("macvlan::del::after_link");
+    match deleted {
         Ok(()) => Ok(()),
         Err(e) if e.is_not_found() => Ok(()),
         Err(e) => Err(PluginError::netlink(

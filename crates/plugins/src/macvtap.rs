@@ -490,6 +490,7 @@ fn create_direct(
             Err(e) => return Err(PluginError::netlink("failed to create macvtap", e)),
         }
     }
+    macvnet_cni::failpoint!("macvtap::add::after_create");
     let created = host.link_by_name(&spec.name).map_err(|e| {
         PluginError::netlink(format!("failed to refetch macvtap {:?}", spec.name), e)
     })?;
@@ -509,6 +510,7 @@ fn create_direct(
             e,
         ));
     }
+    macvnet_cni::failpoint!("macvtap::add::after_move");
     let mut cont = cont;
     let link = cont.link_by_name(&spec.name).map_err(|e| {
         PluginError::netlink(format!("failed to refetch macvtap {:?}", spec.name), e)
@@ -619,6 +621,7 @@ pub fn add(req: &Request) -> Result<CniResult, PluginError> {
         .map_err(|e| {
             PluginError::netlink(format!("failed to rename macvtap to {:?}", req.ifname), e)
         })?;
+    macvnet_cni::failpoint!("macvtap::add::after_rename");
 
     // The direct flow set MTU and MAC at creation; setting them again is harmless.
     let change = LinkChange {
@@ -649,6 +652,7 @@ pub fn add(req: &Request) -> Result<CniResult, PluginError> {
         path: node_path.clone(),
         created,
     };
+    macvnet_cni::failpoint!("macvtap::add::after_node");
     tracing::info!(ifname = %req.ifname, device = %node_path.display(), created, "macvtap device");
 
     let link = guard.handle.link_by_index(index).map_err(|e| {
@@ -669,6 +673,7 @@ pub fn add(req: &Request) -> Result<CniResult, PluginError> {
         Some(ipam) => {
             let r = ipam.add(req)?;
             let g = IpamGuard::new(ipam, req);
+            macvnet_cni::failpoint!("macvtap::add::after_ipam");
             if r.ips.is_empty() {
                 return Err(PluginError::IpamNoIp);
             }
@@ -688,6 +693,7 @@ pub fn add(req: &Request) -> Result<CniResult, PluginError> {
         }
     };
     result.dns = merge_dns(req.config.dns.as_ref(), &ipam_dns);
+    macvnet_cni::failpoint!("macvtap::add::after_configure");
 
     if let Some(g) = ipam_guard {
         g.commit();
@@ -719,6 +725,7 @@ pub fn del(req: &Request) -> Result<(), PluginError> {
     if let Some(ipam) = Ipam::resolve(req)? {
         ipam.del(req)?;
     }
+    macvnet_cni::failpoint!("macvtap::del::after_ipam");
     // An ADD killed between creating the macvtap in the host and moving it left it here.
     match Handle::current() {
         Ok(mut host) => attach::del_temp_links(
@@ -769,18 +776,9 @@ pub fn del(req: &Request) -> Result<(), PluginError> {
     } else {
         None
     };
-    match h.del_link(link.index) {
-        Ok(()) => {}
-        Err(e) if e.is_not_found() => {}
-        Err(e) => {
-            return Err(PluginError::netlink(
-                format!("failed to delete {:?}", req.ifname),
-                e,
-            ))
-        }
-    }
     if let Some((path, rdev)) = node {
-        // devtmpfs has removed its own node by now; what is left with our number we made.
+        // Before the link: a DEL killed in between still finds the link, and with it the
+        // node's number, next time (removing a devtmpfs node early is harmless).
         if node_is(&path, rdev) {
             std::fs::remove_file(&path).or_else(|e| {
                 if e.kind() == std::io::ErrorKind::NotFound {
@@ -795,6 +793,18 @@ pub fn del(req: &Request) -> Result<(), PluginError> {
                     ))
                 }
             })?;
+        }
+    }
+    let deleted = h.del_link(link.index);
+    macvnet_cni::failpoint!("macvtap::del::after_link");
+    match deleted {
+        Ok(()) => {}
+        Err(e) if e.is_not_found() => {}
+        Err(e) => {
+            return Err(PluginError::netlink(
+                format!("failed to delete {:?}", req.ifname),
+                e,
+            ))
         }
     }
     Ok(())

@@ -104,6 +104,7 @@ pub fn add(
     }
     let store = open_store(&conf)?;
     let locked = store.lock(LOCK_TIMEOUT)?;
+    macvnet_cni::failpoint!("host-local::add::after_lock");
 
     let mut requested: Vec<IpAddr> = Vec::new();
     for ip in &conf.requested {
@@ -118,6 +119,7 @@ pub fn add(
         Vec::new()
     };
     let source = locked.prepare_source(container_id, ifname)?;
+    macvnet_cni::failpoint!("host-local::add::after_source");
     let mut taken: Vec<IpAddr> = Vec::new();
 
     let outcome = (|| -> Result<(), HostLocalError> {
@@ -144,6 +146,7 @@ pub fn add(
         }
         Ok(())
     })();
+    macvnet_cni::failpoint!("host-local::add::after_allocate");
     if outcome.is_err() {
         for ip in &taken {
             locked.unreserve(*ip);
@@ -222,6 +225,7 @@ pub fn del(
     let conf = HostLocalConfig::parse(conf_bytes, cni_args)?;
     let store = open_store(&conf)?;
     let locked = store.lock(LOCK_TIMEOUT)?;
+    macvnet_cni::failpoint!("host-local::del::after_lock");
     Ok(locked.release_by_id(container_id, ifname, conf.ranges.len() >= 2)?)
 }
 

@@ -367,6 +367,7 @@ impl Locked<'_> {
             Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(false),
             Err(source) => return Err(StoreError::Reserve { path, source }),
         }
+        macvnet_cni::failpoint!("host-local::add::after_reserve");
         let last = self.dir().join(format!("{LAST_IP_PREFIX}{range_id}"));
         if let Err(e) = self.write_atomic(&last, &ip.to_string(), "last") {
             let _ = fs::remove_file(&path);
@@ -482,6 +483,7 @@ impl Locked<'_> {
         }
         for e in victims {
             self.remove(&e.path)?;
+            macvnet_cni::failpoint!("host-local::del::after_release");
             if let EntryKind::Address(ip) = e.kind {
                 gone.push(canonical_ip(ip));
             }
