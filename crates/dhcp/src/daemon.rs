@@ -580,6 +580,7 @@ impl Daemon {
         };
         lease.mac = mac;
         lease.bind(grant, unix_now());
+        macvnet_cni::failpoint!("dhcp::daemon::after_acquire");
         if let Err(e) = self.store.save(&lease) {
             let _ = self.in_lease_ns(&lease, |iface| {
                 client::release(
@@ -591,6 +592,7 @@ impl Daemon {
             });
             return Err(e);
         }
+        macvnet_cni::failpoint!("dhcp::daemon::after_save");
         tracing::info!(client_id = %cid, address = %lease.grant.address, "lease acquired, expiration in {}s", lease.grant.lease_secs);
         let result = Self::result_json(&lease);
         self.start(lease);
@@ -607,6 +609,7 @@ impl Daemon {
         } else {
             self.store.remove(&cid)?;
         }
+        macvnet_cni::failpoint!("dhcp::daemon::after_release");
         Ok(())
     }
 

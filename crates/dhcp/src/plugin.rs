@@ -76,11 +76,14 @@ fn rpc(req: &Request, call: &Call, method: &str) -> Result<serde_json::Value, Cn
 
 impl Plugin for DhcpPlugin {
     fn add(&self, req: &Request) -> Result<CniResult, CniError> {
+        macvnet_cni::failpoint!("dhcp::add::before_call");
         let v = rpc(req, &Call::Allocate(cmd_args(req)?), "Allocate")?;
+        macvnet_cni::failpoint!("dhcp::add::after_call");
         CniResult::from_value("1.1.0", v)
     }
 
     fn del(&self, req: &Request) -> Result<(), CniError> {
+        macvnet_cni::failpoint!("dhcp::del::before_call");
         rpc(req, &Call::Release(cmd_args(req)?), "Release").map(|_| ())
     }
 

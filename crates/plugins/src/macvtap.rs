@@ -671,8 +671,10 @@ pub fn add(req: &Request) -> Result<CniResult, PluginError> {
     let mut ipam_dns = Dns::default();
     let ipam_guard = match &ipam {
         Some(ipam) => {
-            let r = ipam.add(req)?;
+            // Guard first: a failed (or killed) IPAM ADD may hold an address; its DEL runs
+            // while the link exists, so DHCP can still send its RELEASE.
             let g = IpamGuard::new(ipam, req);
+            let r = ipam.add(req)?;
             macvnet_cni::failpoint!("macvtap::add::after_ipam");
             if r.ips.is_empty() {
                 return Err(PluginError::IpamNoIp);

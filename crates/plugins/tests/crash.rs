@@ -414,3 +414,206 @@ fn every_failpoint_is_exercised() {
         );
     }
 }
+
+/// A process started by a test, SIGKILLed (by pid) and reaped on drop.
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// DHCP: dnsmasq in the LAN namespace, our daemon (failpoint build) in the host one; the
+/// macvlan plugin with `ipam: dhcp`. Each dhcp failpoint kills the plugin or the daemon
+/// there; then the daemon is (re)started, DEL and GC run, and no link and no lease file in
+/// the daemon's state dir are left. Leases the server still holds are printed: a daemon
+/// killed between the server's ACK and saving the lease cannot release it (it expires).
+#[test]
+fn sigkill_at_every_dhcp_failpoint_leaves_nothing() {
+    if !require("sigkill_at_every_dhcp_failpoint_leaves_nothing", false) {
+        return;
+    }
+    if !Path::new("/usr/sbin/dnsmasq").exists() {
+        eprintln!("SKIP sigkill_at_every_dhcp_failpoint_leaves_nothing: dnsmasq not installed");
+        return;
+    }
+    let Some(bins) = failpoint_bins() else {
+        eprintln!(
+            "SKIP sigkill_at_every_dhcp_failpoint_leaves_nothing: MVT_NO_FAILPOINT_BUILD set"
+        );
+        return;
+    };
+    let rig = Rig::new("fpdhcp");
+    let tmp = rig.lab.dir.path().to_path_buf();
+    {
+        let mut l = rig.lab.lan.handle().unwrap();
+        let up0 = l.link_by_name("up0").unwrap();
+        l.add_addr(up0.index, "198.18.9.1/24".parse().unwrap())
+            .unwrap();
+    }
+    let leasefile = tmp.join("dnsmasq.leases");
+    let mut dns = macvnet_netlink::netns::command_in(&rig.lab.lan.ns, "/usr/sbin/dnsmasq").unwrap();
+    dns.args([
+        "--keep-in-foreground",
+        "--no-daemon",
+        "--conf-file=/dev/null",
+        "--port=0",
+        "--interface=up0",
+        "--bind-interfaces",
+        "--user=root",
+        "--group=root",
+        "--pid-file",
+        "--dhcp-authoritative",
+        "--no-ping",
+        "--dhcp-range=198.18.9.50,198.18.9.150,255.255.255.0,2m",
+    ])
+    .arg(format!("--dhcp-leasefile={}", leasefile.display()))
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let _dnsmasq = Proc(dns.spawn().unwrap());
+    std::thread::sleep(Duration::from_millis(300));
+    let socket = tmp.join("dhcp.sock");
+    let state = tmp.join("dhcp-state");
+    let start_daemon = |failpoint: Option<(&str, &Path)>| -> Proc {
+        let mut cmd = macvnet_netlink::netns::command_in(
+            &rig.lab.host.ns,
+            bins.join("dhcp").to_str().unwrap(),
+        )
+        .unwrap();
+        cmd.arg("daemon")
+            .arg("-socketpath")
+            .arg(&socket)
+            .arg(format!("-statedir={}", state.display()))
+            .arg(format!("-pidfile={}", tmp.join("dhcp.pid").display()))
+            .args(["-timeout", "5s"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some((p, log)) = failpoint {
+            cmd.env("MACVNET_FAILPOINT", p)
+                .env("MACVNET_FAILPOINT_LOG", log);
+        }
+        let child = Proc(cmd.spawn().unwrap());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if macvnet_dhcp::proto::call(
+                &socket,
+                &macvnet_dhcp::proto::Call::Status,
+                Duration::from_secs(2),
+            )
+            .is_ok()
+            {
+                return child;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("dhcp daemon did not come up");
+    };
+    let conf = json!({"cniVersion": "1.0.0", "name": NET, "type": "macvlan", "master": "eth0",
+                      "ipam": {"type": "dhcp", "daemonSocketPath": socket}});
+    let mut gc = conf.clone();
+    gc["cniVersion"] = json!("1.1.0");
+    gc["cni.dev/valid-attachments"] = json!([]);
+    let macvlan = bins.join("macvlan");
+    let lease_files = || -> Vec<String> {
+        std::fs::read_dir(&state)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let points = [
+        ("dhcp::add::before_call", "ADD", false),
+        ("dhcp::add::after_call", "ADD", false),
+        ("dhcp::del::before_call", "DEL", false),
+        ("dhcp::daemon::after_acquire", "ADD", true),
+        ("dhcp::daemon::after_save", "ADD", true),
+        ("dhcp::daemon::after_release", "DEL", true),
+    ];
+    for p in macvnet_cni::failpoints::ALL {
+        if p.starts_with("dhcp::") {
+            assert!(points.iter().any(|(n, _, _)| n == p), "{p} not exercised");
+        }
+    }
+    let mut server_leftovers = Vec::new();
+    for (n, (point, command, in_daemon)) in points.iter().enumerate() {
+        let id = format!("mvt-fpd-{n}");
+        let log = tmp.join(format!("dhcp-hits-{n}"));
+        let mut daemon = Some(start_daemon(in_daemon.then_some((*point, log.as_path()))));
+        if *command == "DEL" {
+            let (ok, out, err) = rig.run(&macvlan, "ADD", &id, &conf);
+            assert!(ok, "ADD before {point} failed: {out} {err}");
+        }
+        let extra: Vec<(&str, &str)> = if *in_daemon {
+            Vec::new()
+        } else {
+            vec![
+                ("MACVNET_FAILPOINT", point),
+                ("MACVNET_FAILPOINT_LOG", log.to_str().unwrap()),
+            ]
+        };
+        let (ok, out, err, signaled) = rig.finish(rig.spawn(&macvlan, command, &id, &conf, &extra));
+        if *in_daemon {
+            // The daemon died there; the plugin failed (ADD) or reported unreachable (DEL).
+            let d = daemon.take().unwrap();
+            let mut child = d;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.0.try_wait().unwrap().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            use std::os::unix::process::ExitStatusExt;
+            let status = child.0.try_wait().unwrap();
+            assert!(
+                status.and_then(|s| s.signal()) == Some(9),
+                "daemon not killed at {point}: {status:?}; plugin {ok} {out} {err}"
+            );
+            assert!(
+                *command == "DEL" || !ok,
+                "ADD succeeded with the daemon killed at {point}"
+            );
+            daemon = Some(start_daemon(None));
+        } else {
+            // The dhcp IPAM runs as its own process: it dies, macvlan reports that and undoes.
+            assert!(
+                signaled || (!ok && out.contains("signal: 9")),
+                "plugin not killed at {point}: {ok} {out} {err}"
+            );
+        }
+        let hits = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            hits.lines().any(|l| l == *point),
+            "{point} not reached: {hits:?}"
+        );
+        let (ok, out, err) = rig.run(&macvlan, "DEL", &id, &conf);
+        assert!(ok, "DEL after {point} failed: {out} {err}");
+        let (ok, out, err) = rig.run(&macvlan, "GC", "", &gc);
+        assert!(ok, "GC after {point} failed: {out} {err}");
+        rig.assert_clean(&format!("{command} killed at {point}"));
+        let files = lease_files();
+        assert!(
+            files.is_empty(),
+            "after {point}: lease files left {files:?}"
+        );
+        // dnsmasq writes its lease file on every change; a released lease is gone from it.
+        let server = std::fs::read_to_string(&leasefile).unwrap_or_default();
+        let cid: String = id.bytes().map(|b| format!(":{b:02x}")).collect();
+        if server.lines().any(|l| l.contains(&cid)) {
+            server_leftovers.push(*point);
+        }
+        drop(daemon);
+    }
+    // Only a daemon killed between the server's ACK and its ADD reply can leave a server
+    // lease (the rollback deletes the link while the daemon is down; RELEASE needs it).
+    for p in &server_leftovers {
+        assert!(
+            ["dhcp::daemon::after_acquire", "dhcp::daemon::after_save"].contains(p),
+            "the server still holds the lease after a kill at {p}"
+        );
+    }
+    eprintln!(
+        "{} dhcp failpoint kills, 0 links and 0 lease files left; leases the server still holds: {server_leftovers:?}",
+        points.len()
+    );
+}
