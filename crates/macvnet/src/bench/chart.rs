@@ -51,6 +51,10 @@ pub enum Panel {
         x_label: String,
         y_label: String,
         series: Vec<Series>,
+        /// Clip the x axis here (a long tail would squash the body of a distribution).
+        x_max: Option<f64>,
+        /// Legend in the lower right instead of the upper right.
+        legend_low: bool,
     },
 }
 
@@ -100,7 +104,17 @@ pub fn render(title: &str, subtitle: &str, panels: &[Panel]) -> String {
                 x_label,
                 y_label,
                 series,
-            } => lines_panel(&mut s, title, note, x_label, y_label, series),
+                x_max,
+                legend_low,
+            } => lines_panel(
+                &mut s,
+                title,
+                note,
+                (x_label, y_label),
+                series,
+                *x_max,
+                *legend_low,
+            ),
         }
         s.push_str("</g>\n");
     }
@@ -215,9 +229,10 @@ fn lines_panel(
     s: &mut String,
     title: &str,
     note: &str,
-    x_label: &str,
-    y_label: &str,
+    (x_label, y_label): (&str, &str),
     series: &[Series],
+    x_max: Option<f64>,
+    legend_low: bool,
 ) {
     head(s, title, note);
     let (x0, x1, y0, y1) = (60.0, PANEL_W - 16.0, PANEL_H - 40.0, 50.0);
@@ -237,6 +252,9 @@ fn lines_panel(
     }
     if xmin > 0.0 && xmin < xmax * 0.5 {
         xmin = 0.0;
+    }
+    if let Some(m) = x_max.filter(|m| m.is_finite() && *m > xmin) {
+        xmax = xmax.min(m);
     }
     if xmax <= xmin {
         xmax = xmin + 1.0;
@@ -295,7 +313,7 @@ fn lines_panel(
         let path: Vec<String> = se
             .points
             .iter()
-            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .filter(|(x, y)| x.is_finite() && y.is_finite() && *x <= xmax)
             .map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y)))
             .collect();
         let dash = if se.dashed {
@@ -310,7 +328,11 @@ fn lines_panel(
             se.color
         );
         // Legend, top right, one line per series.
-        let ly = y1 + 4.0 + i as f64 * 15.0;
+        let ly = if legend_low {
+            y0 - 10.0 - (series.len() - 1 - i) as f64 * 15.0
+        } else {
+            y1 + 4.0 + i as f64 * 15.0
+        };
         let lx = x1 - 200.0;
         let _ = writeln!(
             s,
@@ -374,6 +396,8 @@ mod tests {
                         dashed: true,
                         points: vec![(1.0, 2.0), (2.0, 3.0)],
                     }],
+                    x_max: None,
+                    legend_low: false,
                 },
             ],
         );

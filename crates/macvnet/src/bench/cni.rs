@@ -656,9 +656,12 @@ pub fn svg(r: &Report) -> String {
     let mut panels = Vec::new();
     for (op, pick) in [("ADD", true), ("DEL", false)] {
         let mut series = Vec::new();
+        // Clip at the largest p99: the last 1 % would squash the body of every curve.
+        let mut tail = 0.0f64;
         for (side, color) in [(&r.ours, OURS), (&r.reference, REFERENCE)] {
             for l in &side.latency {
                 let v = if pick { &l.add_samples } else { &l.del_samples };
+                tail = tail.max(quantile(v, 0.99));
                 series.push(Series {
                     label: format!("{} {}", side.name, l.ipam.name()),
                     color,
@@ -670,12 +673,14 @@ pub fn svg(r: &Report) -> String {
         panels.push(Panel::Lines {
             title: format!("{op} latency distribution"),
             note: format!(
-                "share of {} runs finished within x ms (left is faster)",
+                "share of {} runs finished within x ms (left is faster; cut at the largest p99)",
                 r.n
             ),
             x_label: "ms".into(),
             y_label: "% of runs".into(),
             series,
+            x_max: Some(tail * 1.1),
+            legend_low: true,
         });
     }
     let dec = |s: &Side, color| Series {
@@ -699,6 +704,8 @@ pub fn svg(r: &Report) -> String {
         x_label: "decile".into(),
         y_label: "ms".into(),
         series: vec![dec(&r.ours, OURS), dec(&r.reference, REFERENCE)],
+        x_max: None,
+        legend_low: false,
     });
     let mut bars = Vec::new();
     for (i, t) in r.ours.throughput.iter().enumerate() {

@@ -178,6 +178,14 @@ fn run_dataplane(a: DataplaneArgs, global: &Global) -> CmdResult {
             out.push_str(&format!("{:15} note: {n}\n", ""));
         }
     }
+    let generators: Vec<&str> = report
+        .results
+        .iter()
+        .filter_map(|r| r.tcp_generator.as_deref())
+        .collect();
+    if let Some(g) = generators.first() {
+        out.push_str(&format!("TCP stream generator: {g}\n"));
+    }
     out.push_str(
         "CPU ms/Gbit: whole-machine busy time (/proc/stat: user+system+irq+softirq, both ends) during the \
          TCP stream, then the UDP 1472-byte stream, per Gbit received. delivered: share of the 64-byte \
