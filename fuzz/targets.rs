@@ -9,8 +9,11 @@ use std::path::{Path, PathBuf};
 use macvnet_cni::skel::Command;
 use macvnet_cni::{CniArgs, CniError, CniResult, NetConf, Request};
 
+/// A target body.
+pub type Target = fn(&[u8]);
+
 /// Every target by name (the directory names under fuzz/corpus/).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("netconf", netconf),
     ("plugin_conf", plugin_conf),
     ("result", result),

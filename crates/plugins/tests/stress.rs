@@ -128,7 +128,7 @@ fn finish(mut child: Child) -> (bool, String, String, bool) {
 
 fn worker(sh: &Shared, w: u64, cycles: u64, kill_permille: u64, seed: u64) {
     let ctr = TestNs::new(&format!("st{w}")).unwrap();
-    let plugin = if w % 2 == 0 { "macvlan" } else { "macvtap" };
+    let plugin = if w.is_multiple_of(2) { "macvlan" } else { "macvtap" };
     let mut rng = Rng(seed ^ (w + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     for c in 0..cycles {
         let id = format!("mvt-st-{w}-{c}");
