@@ -152,10 +152,9 @@ fn hostlocal_conf(dir: &Path) -> String {
     .to_string()
 }
 
-/// DHCP: a received message decoded by dhcproto, then what an ACK grants.
+/// DHCP: a received message decoded as the client does, then what an ACK grants.
 pub fn dhcp_packet(data: &[u8]) {
-    use dhcproto::{Decodable, Decoder};
-    if let Ok(msg) = dhcproto::v4::Message::decode(&mut Decoder::new(data)) {
+    if let Some(msg) = macvnet_dhcp::client::decode_message(data) {
         let _ = macvnet_dhcp::client::grant_of(&msg, std::net::Ipv4Addr::new(198, 18, 0, 1));
     }
 }

@@ -252,7 +252,7 @@ impl Conn {
             let Some((payload, src)) = buf.get(..n).and_then(udp_to_client) else {
                 continue;
             };
-            let Ok(msg) = Message::decode(&mut Decoder::new(payload)) else {
+            let Some(msg) = decode_message(payload) else {
                 continue;
             };
             if msg.opcode() == Opcode::BootReply
@@ -263,6 +263,40 @@ impl Conn {
             }
         }
     }
+}
+
+/// Options whose length dhcproto 0.15 only `debug_assert!`s (panic in debug builds,
+/// misparse in release): Rapid Commit (80) is empty, Client FQDN (81) at least 3 bytes,
+/// Client Network Interface (94) 3, the bulk leasequery times (152-155) 4.
+fn length_ok(code: u8, len: usize) -> bool {
+    match code {
+        80 => len == 0,
+        81 => len >= 3,
+        94 => len == 3,
+        152..=155 => len == 4,
+        _ => true,
+    }
+}
+
+/// A DHCP message from the wire; None when malformed (found by fuzzing: fuzz/targets.rs).
+pub fn decode_message(payload: &[u8]) -> Option<Message> {
+    // Options follow the 236-byte BOOTP header and the 4-byte magic cookie.
+    let mut opts = payload.get(240..).unwrap_or_default();
+    while let Some((&code, rest)) = opts.split_first() {
+        if code == 0 {
+            opts = rest;
+            continue;
+        }
+        if code == 255 {
+            break;
+        }
+        let (&len, rest) = rest.split_first()?;
+        if !length_ok(code, usize::from(len)) {
+            return None;
+        }
+        opts = rest.get(usize::from(len)..)?;
+    }
+    Message::decode(&mut Decoder::new(payload)).ok()
 }
 
 /// The UDP payload and source of an IPv4 packet to port 68, if that is what `pkt` is.
@@ -292,6 +326,12 @@ fn udp_to_client(pkt: &[u8]) -> Option<(&[u8], Ipv4Addr)> {
 fn raw_option(code: u8, data: &[u8]) -> Result<DhcpOption, DhcpError> {
     let len = u8::try_from(data.len())
         .map_err(|_| DhcpError::Codec(format!("option {code} longer than 255 bytes")))?;
+    if !length_ok(code, data.len()) {
+        return Err(DhcpError::Codec(format!(
+            "option {code}: {} bytes is not a valid length",
+            data.len()
+        )));
+    }
     let mut buf = Vec::with_capacity(data.len() + 2);
     buf.push(code);
     buf.push(len);
