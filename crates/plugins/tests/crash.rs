@@ -4,10 +4,10 @@
 //! master), no address file, marker or temp file in the host-local store, no device node
 //! in devDir and no stale /dev/tap* node.
 //!
-//! Failpoints: the binaries are built once by this test with
-//! `cargo build -p macvnet-plugins --features failpoints --target-dir <target>/failpoints`
-//! (cached by cargo; set MVT_FAILPOINT_BIN_DIR to use prebuilt ones, or
-//! MVT_NO_FAILPOINT_BUILD=1 to skip that part). A failpoint named by env MACVNET_FAILPOINT
+//! Failpoints: the binaries are built by this test with `cargo build -p macvnet-plugins
+//! --bins --features failpoints --target-dir <target>/failpoints` (debug profile without
+//! debuginfo, cached by cargo: the first CI run pays ~70 s of CPU, later runs ~1 s; set
+//! MVT_FAILPOINT_BIN_DIR to use prebuilt ones, or MVT_NO_FAILPOINT_BUILD=1 to skip). A failpoint named by env MACVNET_FAILPOINT
 //! raises SIGKILL there; `macvnet_cni::failpoints::ALL` lists every name.
 #![allow(clippy::unwrap_used)]
 
@@ -293,6 +293,8 @@ fn failpoint_bins() -> Option<PathBuf> {
         .arg("--target-dir")
         .arg(&target)
         .env_remove("CARGO_TARGET_DIR")
+        // No debuginfo: about 70 s of CPU for the whole tree (2.5 min wall on a busy 2-core VM).
+        .env("CARGO_PROFILE_DEV_DEBUG", "0")
         .stdout(Stdio::null());
     let out = cmd.output().unwrap();
     if !out.status.success() {
