@@ -128,7 +128,11 @@ fn finish(mut child: Child) -> (bool, String, String, bool) {
 
 fn worker(sh: &Shared, w: u64, cycles: u64, kill_permille: u64, seed: u64) {
     let ctr = TestNs::new(&format!("st{w}")).unwrap();
-    let plugin = if w.is_multiple_of(2) { "macvlan" } else { "macvtap" };
+    let plugin = if w.is_multiple_of(2) {
+        "macvlan"
+    } else {
+        "macvtap"
+    };
     let mut rng = Rng(seed ^ (w + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     for c in 0..cycles {
         let id = format!("mvt-st-{w}-{c}");
@@ -243,6 +247,14 @@ fn stress_add_del_with_kills_then_gc_leaves_nothing() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     let c = &sh.counts;
+    if !before_gc.is_empty() {
+        // Temp/marker files of killed ADDs are GC's to remove; an address file here would
+        // be one DEL missed (still released by GC).
+        eprintln!(
+            "store entries after every DEL, before GC: {:?}",
+            &before_gc[..before_gc.len().min(10)]
+        );
+    }
     eprintln!(
         "stress: {workers} workers x {cycles} cycles in {elapsed:?} (seed {seed}): {} ADD ok, {} DEL ok, \
          {} killed mid-ADD ({} more finished before the kill), {} duplicates; \
