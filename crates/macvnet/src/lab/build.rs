@@ -1,14 +1,20 @@
 //! `lab up` and `lab down`: create the namespaces and links of a topology, and remove them.
 
 use std::os::fd::AsFd;
+use std::path::Path;
+use std::process::Stdio;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use macvnet_dhcp::client::{self as dhcp, Identity, Timing};
+use macvnet_dhcp::config::{code, LeaseOptions};
 
 use ipnet::IpNet;
 use macvnet_netlink as nl;
 use nl::{Handle, LinkChange, MacvlanSpec, Mode, NetnsRef, RouteSpec};
 
-use super::state::{self, LabState, NsState};
-use super::topo::{Iface, Topology, Uplink};
+use super::state::{self, DaemonState, LabState, LeaseState, NsState};
+use super::topo::{DhcpServe, Iface, Topology, Uplink};
 use super::LabError;
 
 /// Prefix of every physical lab namespace: `mvlab-<pid>-<logical>`.
@@ -43,6 +49,17 @@ pub fn add_shim(
         h.add_route(&RouteSpec::dev(*r, shim.index))?;
     }
     Ok(shim.index)
+}
+
+/// The DHCP server `dhcp = {...}` uplinks run (Debian package dnsmasq-base).
+pub const DNSMASQ: &str = "/usr/sbin/dnsmasq";
+
+/// What a lab child asks its DHCP server for.
+fn lease_options() -> LeaseOptions {
+    LeaseOptions {
+        request: vec![code::SUBNET_MASK, code::ROUTER],
+        ..Default::default()
+    }
 }
 
 struct Builder<'a> {
@@ -233,7 +250,110 @@ impl Builder<'_> {
         Ok(())
     }
 
-    fn children(&self) -> Result<(), LabError> {
+    /// dnsmasq on the lan end of `u`, recorded in the state as soon as it is spawned.
+    fn dnsmasq(&mut self, u: &Uplink, d: &DhcpServe) -> Result<(), LabError> {
+        let lab = self.t.name.clone();
+        let ns = self.ns(&u.lan.netns)?;
+        let dir = state::state_dir();
+        let file = |ext: &str| dir.join(format!("{lab}.{}.dnsmasq.{ext}", u.lan.name));
+        let (leasefile, pidfile, logfile) = (file("leases"), file("pid"), file("log"));
+        let mask = u
+            .lan
+            .address
+            .map(|a| a.netmask().to_string())
+            .unwrap_or_default();
+        let mut cmd = self.nl(
+            || format!("preparing dnsmasq in {}", u.lan.netns),
+            nl::netns::command_in(&ns, DNSMASQ),
+        )?;
+        cmd.args([
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--port=0",
+            "--no-ping",
+            "--bind-interfaces",
+            "--user=root",
+            "--group=root",
+            "--log-facility=-",
+            "--dhcp-authoritative",
+        ])
+        .arg(format!("--interface={}", u.lan.name))
+        .arg(format!(
+            "--dhcp-range={},{},{mask},{}",
+            d.start, d.end, d.lease
+        ))
+        .arg(format!("--dhcp-leasefile={}", leasefile.display()))
+        .arg(format!("--pid-file={}", pidfile.display()));
+        let log = std::fs::File::create(&logfile).map_err(|e| LabError::Dnsmasq {
+            name: lab.clone(),
+            detail: format!("creating {}: {e}", logfile.display()),
+        })?;
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+        let mut child = cmd.spawn().map_err(|e| LabError::Dnsmasq {
+            name: lab.clone(),
+            detail: format!("starting {DNSMASQ} (package dnsmasq-base): {e}"),
+        })?;
+        let pid = i32::try_from(child.id()).unwrap_or(0);
+        self.st.daemons.push(DaemonState {
+            pid,
+            netns: ns.label(),
+            leasefile: leasefile.display().to_string(),
+        });
+        state::save(&self.st)?;
+        // It binds its socket at once; an early exit (bad option, address in use) shows here.
+        std::thread::sleep(Duration::from_millis(300));
+        if let Ok(Some(status)) = child.try_wait() {
+            let text = std::fs::read_to_string(&logfile).unwrap_or_default();
+            return Err(LabError::Dnsmasq {
+                name: lab,
+                detail: format!("exited at start ({status}): {}", text.trim()),
+            });
+        }
+        Ok(())
+    }
+
+    /// Lease an address for child `name` from inside its namespace, record it, put it on.
+    fn lease(&mut self, netns: &str, name: &str) -> Result<(), LabError> {
+        let ns = self.ns(netns)?;
+        let client_id = format!("mvlab/{}/{netns}/{name}", self.t.name);
+        let opts = lease_options();
+        let timing = Timing {
+            timeout: Duration::from_secs(3),
+            resend_max: Duration::from_secs(4),
+            resend_timeout: Duration::from_secs(30),
+            broadcast: false,
+        };
+        let who = Identity {
+            client_id: &client_id,
+            options: &opts,
+        };
+        let step = || format!("leasing an address for {name} in {netns}");
+        let res = self.nl(
+            step,
+            nl::netns::run_in(&ns, || {
+                let i = dhcp::iface(name, true)?;
+                dhcp::acquire(&i, who, &timing, None)
+            }),
+        )?;
+        let grant = res.map_err(|source| LabError::Dhcp {
+            name: self.t.name.clone(),
+            step: step(),
+            source: Box::new(source),
+        })?;
+        let address = IpNet::V4(grant.address);
+        self.st.leases.push(LeaseState {
+            netns: netns.to_string(),
+            child: name.to_string(),
+            address,
+            server: grant.server_id,
+            client_id,
+        });
+        state::save(&self.st)?;
+        let mut h = self.handle(netns)?;
+        self.addr(&mut h, netns, name, Some(address))
+    }
+
+    fn children(&mut self) -> Result<(), LabError> {
         for c in &self.t.children {
             let Some(u) = self.t.uplinks.get(c.uplink) else {
                 continue;
@@ -285,6 +405,9 @@ impl Builder<'_> {
                     ..Default::default()
                 },
             )?;
+            if c.dhcp {
+                self.lease(&c.netns, &c.name)?;
+            }
         }
         Ok(())
     }
@@ -312,18 +435,28 @@ pub fn up(t: &Topology, file: &str) -> Result<LabState, LabError> {
         }
         tracing::info!(lab = %t.name, "removing stale state (no live namespaces)");
     }
+    if t.uplinks.iter().any(|u| u.dhcp.is_some()) && !Path::new(DNSMASQ).exists() {
+        return Err(LabError::Dnsmasq {
+            name: t.name.clone(),
+            detail: format!(
+                "{DNSMASQ} not found: a dhcp uplink needs dnsmasq (install the package dnsmasq-base)"
+            ),
+        });
+    }
     let st = LabState {
         name: t.name.clone(),
         file: file.to_string(),
         pid: std::process::id(),
-        namespaces: vec![],
-        complete: false,
+        ..Default::default()
     };
     state::save(&st)?;
     let mut b = Builder { t, st };
     b.namespaces()?;
     for u in &t.uplinks {
         b.uplink(u)?;
+        if let Some(d) = &u.dhcp {
+            b.dnsmasq(u, d)?;
+        }
     }
     b.children()?;
     b.st.complete = true;
@@ -351,7 +484,17 @@ pub fn down(lab: &str) -> Result<DownReport, LabError> {
         });
     };
     let live = live_namespaces(&st);
+    release_leases(&st);
     let mut first_err = None;
+    for d in &st.daemons {
+        if let Err(detail) = stop_daemon(d) {
+            tracing::warn!(pid = d.pid, error = %detail, "stopping dnsmasq");
+            first_err.get_or_insert(LabError::Dnsmasq {
+                name: lab.to_string(),
+                detail,
+            });
+        }
+    }
     for n in st.namespaces.iter().rev() {
         // Never delete anything a lab could not have created, whatever the state file says.
         if !n.physical.starts_with(NS_PREFIX) {
@@ -376,4 +519,80 @@ pub fn down(lab: &str) -> Result<DownReport, LabError> {
         nothing_to_do: live.is_empty(),
         removed: live,
     })
+}
+
+/// DHCPRELEASE every recorded lease (best effort: the server forgets them at expiry anyway).
+fn release_leases(st: &LabState) {
+    let opts = lease_options();
+    for l in &st.leases {
+        let (Some(phys), ipnet::IpNet::V4(addr)) = (st.physical(&l.netns), l.address) else {
+            continue;
+        };
+        let ns = NetnsRef::Named(phys.to_string());
+        let who = Identity {
+            client_id: &l.client_id,
+            options: &opts,
+        };
+        let r = nl::netns::run_in(&ns, || {
+            let i = dhcp::iface(&l.child, false)?;
+            dhcp::release(&i, who, addr.addr(), l.server)
+        });
+        if let Err(e) = r
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+        {
+            tracing::debug!(child = %l.child, error = %e, "releasing lease");
+        }
+    }
+}
+
+/// Whether `pid` runs (not a zombie).
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        // The state follows the parenthesised command name.
+        s.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
+    })
+}
+
+/// Kill a daemon `up` started, by pid, after checking it is still that dnsmasq (its command
+/// line names our lease file), so a reused pid is never hit. Waits (bounded) for it to go.
+fn stop_daemon(d: &DaemonState) -> Result<(), String> {
+    use nix::sys::signal::{kill, Signal};
+    use nix::sys::wait::{waitpid, WaitPidFlag};
+    use nix::unistd::Pid;
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", d.pid)).unwrap_or_default();
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    let ours = d.pid > 1 && cmdline.contains("dnsmasq") && cmdline.contains(&d.leasefile);
+    if ours && running(d.pid) {
+        let pid = Pid::from_raw(d.pid);
+        let _ = kill(pid, Signal::SIGTERM);
+        let mut deadline = Instant::now() + Duration::from_secs(3);
+        let mut killed = false;
+        // Bounded: SIGKILL after 3 s, give up after 5 s.
+        loop {
+            // Reap it when it is our child (`lab run`); otherwise init does.
+            let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
+            if !running(d.pid) {
+                break;
+            }
+            if Instant::now() >= deadline {
+                if killed {
+                    return Err(format!("pid {} did not exit after SIGKILL", d.pid));
+                }
+                let _ = kill(pid, Signal::SIGKILL);
+                killed = true;
+                deadline = Instant::now() + Duration::from_secs(2);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let lease = Path::new(&d.leasefile);
+    for ext in ["leases", "pid", "log"] {
+        let f = lease.with_extension(ext);
+        if f.starts_with(state::state_dir()) {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+    Ok(())
 }

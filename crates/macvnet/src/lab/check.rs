@@ -226,6 +226,9 @@ pub fn check(t: &Topology, st: &LabState) -> Result<Report, LabError> {
             name: t.name.clone(),
         });
     }
+    // DHCP children's addresses are known only from the leases `up` recorded.
+    let leased = st.with_leases(t);
+    let t = &leased;
     let start = Instant::now();
     let eps = endpoints(t);
     let mut probes = Vec::new();

@@ -53,6 +53,15 @@ pub enum LabError {
     AlreadyUp { name: String, namespaces: String },
     #[error("lab {name} is not up (no state file {path}); run `macvnet lab up` first")]
     NotUp { name: String, path: String },
+    #[error("lab {name}: {step}")]
+    Dhcp {
+        name: String,
+        step: String,
+        #[source]
+        source: Box<macvnet_dhcp::DhcpError>,
+    },
+    #[error("lab {name}: dnsmasq: {detail}")]
+    Dnsmasq { name: String, detail: String },
     #[error("lab {name} is only partly up (an earlier `up` failed); run `macvnet lab down` and try again")]
     Partial { name: String },
 }

@@ -24,6 +24,31 @@ pub struct LabState {
     pub namespaces: Vec<NsState>,
     /// True once `up` finished every step.
     pub complete: bool,
+    /// Daemons `up` started (dnsmasq), each recorded right after spawning; `down` kills them.
+    #[serde(default)]
+    pub daemons: Vec<DaemonState>,
+    /// DHCP leases of `address = "dhcp"` children; `check` reads their addresses here.
+    #[serde(default)]
+    pub leases: Vec<LeaseState>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DaemonState {
+    pub pid: i32,
+    /// Physical namespace it runs in.
+    pub netns: String,
+    /// Its lease file: also how `down` recognises the process before killing it.
+    pub leasefile: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeaseState {
+    /// Logical namespace and link name of the child.
+    pub netns: String,
+    pub child: String,
+    pub address: ipnet::IpNet,
+    pub server: std::net::Ipv4Addr,
+    pub client_id: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -39,6 +64,21 @@ impl LabState {
             .iter()
             .find(|n| n.logical == logical)
             .map(|n| n.physical.as_str())
+    }
+
+    /// The topology with each DHCP child's leased address filled in.
+    pub fn with_leases(&self, t: &super::topo::Topology) -> super::topo::Topology {
+        let mut t = t.clone();
+        for c in t.children.iter_mut().filter(|c| c.dhcp) {
+            if let Some(l) = self
+                .leases
+                .iter()
+                .find(|l| l.netns == c.netns && l.child == c.name)
+            {
+                c.address = Some(l.address);
+            }
+        }
+        t
     }
 }
 

@@ -1,7 +1,7 @@
 //! Topology files: TOML parsing with line numbers, and validation before anything is created.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use ipnet::IpNet;
@@ -60,6 +60,17 @@ pub struct Uplink {
     pub parent: Iface,
     pub switch: Option<Switch>,
     pub shim: Option<Shim>,
+    /// dnsmasq serving leases on the lan end.
+    pub dhcp: Option<DhcpServe>,
+}
+
+/// A DHCP server (dnsmasq) on the lan end of an uplink.
+#[derive(Debug, Clone)]
+pub struct DhcpServe {
+    pub start: Ipv4Addr,
+    pub end: Ipv4Addr,
+    /// Lease time as dnsmasq takes it ("2m", "1h", "infinite").
+    pub lease: String,
 }
 
 #[derive(Debug, Clone)]
@@ -74,6 +85,8 @@ pub struct Child {
     pub mac: Option<MacAddr>,
     pub source_macs: Vec<MacAddr>,
     pub nopromisc: bool,
+    /// `address = "dhcp"`: leased from the uplink's dnsmasq by `up` (then in the state).
+    pub dhcp: bool,
 }
 
 impl Topology {
@@ -116,6 +129,14 @@ struct RawIface {
     address: Option<Spanned<String>>,
     mac: Option<Spanned<String>>,
     shim: Option<Spanned<RawShim>>,
+    dhcp: Option<Spanned<RawDhcp>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDhcp {
+    range: Spanned<String>,
+    lease: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -348,6 +369,62 @@ impl Validator<'_> {
         })
     }
 
+    /// `dhcp = { range = "A,B", lease = "2m" }` on a lan end with an IPv4 address whose
+    /// subnet holds the range.
+    fn dhcp_serve(
+        &self,
+        d: &Spanned<RawDhcp>,
+        lan_addr: Option<IpNet>,
+    ) -> Result<DhcpServe, LabError> {
+        let r = d.get_ref();
+        let Some(IpNet::V4(net)) = lan_addr else {
+            return self.err(
+                d.span(),
+                "a DHCP server needs an IPv4 address on the lan end (dnsmasq binds to it)",
+            );
+        };
+        let range = r.range.get_ref();
+        let parsed = range.split_once(',').and_then(|(a, b)| {
+            Some((
+                a.trim().parse::<Ipv4Addr>().ok()?,
+                b.trim().parse::<Ipv4Addr>().ok()?,
+            ))
+        });
+        let Some((start, end)) = parsed else {
+            return self.err(
+                r.range.span(),
+                format!("dhcp range {range:?}: expected \"FIRST,LAST\" like \"198.18.0.100,198.18.0.150\""),
+            );
+        };
+        let net = net.trunc();
+        if start > end || !net.contains(&start) || !net.contains(&end) {
+            return self.err(
+                r.range.span(),
+                format!("dhcp range {range:?} must be ascending and inside the lan subnet {net}"),
+            );
+        }
+        let lease = r.lease.as_ref().map_or("2m", |l| l.get_ref().as_str());
+        let digits = lease.trim_end_matches(['s', 'm', 'h', 'd', 'w']);
+        let ok = lease == "infinite"
+            || (!digits.is_empty()
+                && digits.chars().all(|c| c.is_ascii_digit())
+                && lease.len() - digits.len() <= 1);
+        if !ok {
+            let span = r.lease.as_ref().map_or(d.span(), |l| l.span());
+            return self.err(
+                span,
+                format!(
+                    "dhcp lease {lease:?}: expected a time like \"2m\", \"1h\" or \"infinite\""
+                ),
+            );
+        }
+        Ok(DhcpServe {
+            start,
+            end,
+            lease: lease.to_string(),
+        })
+    }
+
     /// Two addressed links in one namespace on overlapping subnets make results depend on
     /// timing (every link answers ARP for every local address, and equal routes tie), so a
     /// lab refuses them. Shims are the deliberate exception (they carry their own routes).
@@ -416,7 +493,19 @@ impl Validator<'_> {
                     "a shim belongs on the parent, not on the lan side",
                 );
             }
+            if let Some(d) = &u.parent.dhcp {
+                return self.err(
+                    d.span(),
+                    "a DHCP server belongs on the lan side, not on the parent",
+                );
+            }
             let lan = self.iface(&u.lan, &netns)?;
+            let dhcp = u
+                .lan
+                .dhcp
+                .as_ref()
+                .map(|d| self.dhcp_serve(d, lan.address))
+                .transpose()?;
             let switch = match &u.switch {
                 None => None,
                 Some(s) => {
@@ -471,6 +560,7 @@ impl Validator<'_> {
                 parent,
                 switch,
                 shim,
+                dhcp,
             });
         }
 
@@ -533,7 +623,25 @@ impl Validator<'_> {
             };
             let ns = self.netns_ref(&c.netns, &netns)?;
             let name = self.claim_name(&ns, &c.name)?;
-            let address = self.address(&c.address)?;
+            let dhcp = c.address.as_ref().is_some_and(|a| a.get_ref() == "dhcp");
+            let address = if dhcp {
+                let span = c.address.as_ref().map(|a| a.span()).unwrap_or_default();
+                if uplinks.get(uplink).is_none_or(|u| u.dhcp.is_none()) {
+                    return self.err(
+                        span,
+                        format!(
+                            "address = \"dhcp\" needs a DHCP server on parent {p:?}'s uplink: \
+                             add dhcp = {{ range = \"A,B\" }} to its lan end"
+                        ),
+                    );
+                }
+                if tap {
+                    return self.err(span, "address = \"dhcp\" needs kind = \"macvlan\"");
+                }
+                None
+            } else {
+                self.address(&c.address)?
+            };
             let mac = c.mac.as_ref().map(|m| self.mac(m)).transpose()?;
             if !c.source_macs.is_empty() && mode != Mode::Source {
                 let span = c.source_macs.first().map(|s| s.span()).unwrap_or_default();
@@ -577,6 +685,7 @@ impl Validator<'_> {
                 mac,
                 source_macs,
                 nopromisc: c.nopromisc,
+                dhcp,
             });
         }
         self.shared_subnets(&uplinks, &children)?;
@@ -636,6 +745,29 @@ address = "198.18.0.12/24"
         assert_eq!(t.children.len(), 2);
         assert_eq!(t.children[1].mode, Mode::Bridge);
         assert!(t.lo_up("ns1"));
+    }
+
+    #[test]
+    fn dhcp_children_need_a_dhcp_uplink() {
+        let dhcp = SEED.replace("\"198.18.0.11/24\"", "\"dhcp\"");
+        let (l, m) = line_err(&dhcp);
+        assert_eq!(l, 18);
+        assert!(m.contains("needs a DHCP server"), "{m}");
+        let served = dhcp.replace(
+            "address = \"198.18.0.1/24\" }",
+            "address = \"198.18.0.1/24\", dhcp = { range = \"198.18.0.100,198.18.0.150\" } }",
+        );
+        let t = parse(&served, "t.toml").unwrap();
+        assert!(t.children[0].dhcp && t.children[0].address.is_none());
+        let d = t.uplinks[0].dhcp.as_ref().unwrap();
+        assert_eq!(
+            (d.start.octets()[3], d.end.octets()[3], d.lease.as_str()),
+            (100, 150, "2m")
+        );
+        let (_, m) = line_err(&served.replace("198.18.0.150", "198.18.1.150"));
+        assert!(m.contains("inside the lan subnet"), "{m}");
+        let (_, m) = line_err(&served.replace("150\" }", "150\", lease = \"soon\" }"));
+        assert!(m.contains("dhcp lease"), "{m}");
     }
 
     #[test]
