@@ -92,7 +92,11 @@ fn static_results_every_version() {
         let raw = d.exec("static", "ADD", &static_conf(v)).unwrap();
         let ours = assert_reserializes(v, &raw);
         // Byte for byte too: same field order and 4-space indent as the Go library.
-        assert_eq!(ours.to_string_pretty(v).unwrap(), String::from_utf8_lossy(&raw), "{v}");
+        assert_eq!(
+            ours.to_string_pretty(v).unwrap(),
+            String::from_utf8_lossy(&raw),
+            "{v}"
+        );
         outputs.push((v.clone(), raw, ours));
     }
     // Converting the newest reference output down gives each older reference output.

@@ -53,7 +53,8 @@ impl Global {
                 anyhow::bail!("namespace {n} not found (no {})", path.display());
             }
         }
-        macvnet_netlink::Handle::open(&ns).with_context(|| format!("opening netlink in namespace {}", self.ns_label()))
+        macvnet_netlink::Handle::open(&ns)
+            .with_context(|| format!("opening netlink in namespace {}", self.ns_label()))
     }
 }
 
@@ -142,7 +143,9 @@ fn usage_error(e: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
     if matches!(
         e.kind(),
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
     ) {
         e.exit();
     }
@@ -168,5 +171,8 @@ fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("MACVNET_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

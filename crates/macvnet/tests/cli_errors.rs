@@ -96,7 +96,11 @@ fn bad_link_add_input_leaves_nothing() {
         &["invalid interface name"],
     );
 
-    refused(ns, &["x0", "link", "eth0", "type", "macvlan", "-j"], &["must come before the subcommand"]);
+    refused(
+        ns,
+        &["x0", "link", "eth0", "type", "macvlan", "-j"],
+        &["must come before the subcommand"],
+    );
     // Name taken.
     ok(&[
         "-n", ns, "link", "add", "mv0", "link", "eth0", "type", "macvlan", "mode", "bridge",

@@ -10,10 +10,10 @@ use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage,
     LinkProtoInfoBridge,
 };
+use netlink_packet_route::nsid::{NsidAttribute, NsidHeader, NsidMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
-use netlink_packet_route::nsid::{NsidAttribute, NsidHeader, NsidMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use nix::errno::Errno;
 
@@ -149,10 +149,16 @@ impl Handle {
     /// The id this handle's namespace uses for the namespace `target` (RTM_GETNSID), as
     /// reported in a link's IFLA_LINK_NETNSID; None when it has assigned none.
     pub fn nsid_of(&mut self, target: BorrowedFd<'_>) -> Result<Option<i32>> {
-        let op = format!("asking {} for the id of namespace fd {}", self.ns, target.as_raw_fd());
+        let op = format!(
+            "asking {} for the id of namespace fd {}",
+            self.ns,
+            target.as_raw_fd()
+        );
         let fd = u32::try_from(target.as_raw_fd()).map_err(|_| Error::Invalid(op.clone()))?;
         let mut req = NsidMessage::default();
-        req.header = NsidHeader { family: AddressFamily::Unspec };
+        req.header = NsidHeader {
+            family: AddressFamily::Unspec,
+        };
         req.attributes = vec![NsidAttribute::Fd(fd)];
         match self.sock.get(RouteNetlinkMessage::GetNsId(req), &op)? {
             RouteNetlinkMessage::NewNsId(m) => Ok(m
@@ -164,7 +170,10 @@ impl Handle {
                 })
                 // -1 is NETNSA_NSID_NOT_ASSIGNED.
                 .filter(|id| *id >= 0)),
-            other => Err(Error::Protocol { op, detail: format!("unexpected reply {other:?}") }),
+            other => Err(Error::Protocol {
+                op,
+                detail: format!("unexpected reply {other:?}"),
+            }),
         }
     }
 
