@@ -11,7 +11,7 @@ use macvnet_netlink::{netns, testing::require_root};
 const BIN: &str = env!("CARGO_BIN_EXE_macvnet");
 
 fn example() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/seed-dhcp.toml")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/seed-dhcp.toml")
 }
 
 /// Skip unless root with dnsmasq installed.

@@ -10,7 +10,7 @@ use macvnet_netlink::{netns, testing::is_root};
 const BIN: &str = env!("CARGO_BIN_EXE_macvnet");
 
 fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
 }
 
 struct TmpDir(PathBuf);

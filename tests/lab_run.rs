@@ -13,7 +13,7 @@ use macvnet_netlink::{netns, testing::require_root};
 const BIN: &str = env!("CARGO_BIN_EXE_macvnet");
 
 fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
 }
 
 /// A private state dir; on drop it also removes any namespace of the macvnet pids it ran
