@@ -122,6 +122,16 @@ impl Ipam {
         }
     }
 
+    /// STATUS of a main plugin: its IPAM's STATUS; ready when it has no IPAM.
+    pub fn status_of(req: &Request) -> Result<(), PluginError> {
+        Ipam::resolve(req)?.map_or(Ok(()), |ipam| ipam.status(req))
+    }
+
+    /// GC of a main plugin: its IPAM's GC (links die with their namespaces).
+    pub fn gc_of(req: &Request) -> Result<(), PluginError> {
+        Ipam::resolve(req)?.map_or(Ok(()), |ipam| ipam.gc(req))
+    }
+
     pub fn status(&self, req: &Request) -> Result<(), PluginError> {
         match &self.runner {
             Runner::InProcess(b) => Ok(b.plugin().status(req)?),

@@ -535,18 +535,12 @@ pub fn check(req: &Request) -> Result<(), PluginError> {
 
 /// STATUS: the IPAM plugin's STATUS.
 pub fn status(req: &Request) -> Result<(), PluginError> {
-    match Ipam::resolve(req)? {
-        Some(ipam) => ipam.status(req),
-        None => Ok(()),
-    }
+    Ipam::status_of(req)
 }
 
 /// GC: the IPAM plugin's GC (the links die with their namespaces).
 pub fn gc(req: &Request) -> Result<(), PluginError> {
-    match Ipam::resolve(req)? {
-        Some(ipam) => ipam.gc(req),
-        None => Ok(()),
-    }
+    Ipam::gc_of(req)
 }
 
 /// The plugin for [`macvnet_cni::skel::run`].
