@@ -54,6 +54,8 @@ pub struct Member {
 pub struct Etcd {
     pub members: Vec<Member>,
     pub tag: String,
+    /// The namespace the members run in (None: the caller's, on loopback).
+    pub netns: Option<macvnet_netlink::NetnsRef>,
 }
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl.
@@ -112,15 +114,36 @@ impl Etcd {
 
     /// Members with https client URLs requiring client certificates.
     pub fn start_with(n: usize, certs: Option<&Certs>) -> Option<Etcd> {
+        Self::start_on(n, certs, None)
+    }
+
+    /// One member per address of `at`, inside namespace `at.0` (fixed ports 2379/2380: each
+    /// member has its own address there), so other namespaces on that L2 segment reach them.
+    pub fn start_in(ns: &macvnet_netlink::NetnsRef, ips: &[std::net::Ipv4Addr]) -> Option<Etcd> {
+        Self::start_on(ips.len(), None, Some((ns, ips)))
+    }
+
+    fn start_on(
+        n: usize,
+        certs: Option<&Certs>,
+        at: Option<(&macvnet_netlink::NetnsRef, &[std::net::Ipv4Addr])>,
+    ) -> Option<Etcd> {
         let bin = etcd_bin()?;
         let scheme = if certs.is_some() { "https" } else { "http" };
         let tag = unique("etcd");
         let mut members = Vec::new();
         for i in 0..n {
             let name = format!("m{i}");
+            let (client, peer) = match at.and_then(|(_, ips)| ips.get(i)) {
+                Some(ip) => (format!("{scheme}://{ip}:2379"), format!("http://{ip}:2380")),
+                None => (
+                    format!("{scheme}://127.0.0.1:{}", free_port()),
+                    format!("http://127.0.0.1:{}", free_port()),
+                ),
+            };
             members.push(Member {
-                client: format!("{scheme}://127.0.0.1:{}", free_port()),
-                peer: format!("http://127.0.0.1:{}", free_port()),
+                client,
+                peer,
                 data: PathBuf::from(format!("/dev/shm/{tag}-{name}")),
                 log: PathBuf::from(format!("/dev/shm/{tag}-{name}.log")),
                 name,
@@ -133,10 +156,17 @@ impl Etcd {
             .map(|m| format!("{}={}", m.name, m.peer))
             .collect();
         let initial = initial.join(",");
-        let mut etcd = Etcd { members, tag };
+        let mut etcd = Etcd {
+            members,
+            tag,
+            netns: at.map(|(ns, _)| ns.clone()),
+        };
         for m in &mut etcd.members {
             let log = std::fs::File::create(&m.log).unwrap();
-            let mut cmd = Command::new(&bin);
+            let mut cmd = match &etcd.netns {
+                Some(ns) => macvnet_netlink::netns::command_in(ns, &bin.to_string_lossy()).unwrap(),
+                None => Command::new(&bin),
+            };
             if let Some(c) = certs {
                 cmd.args(["--cert-file", &c.path("server.crt")])
                     .args(["--key-file", &c.path("server.key")])
@@ -166,7 +196,19 @@ impl Etcd {
         Some(etcd)
     }
 
+    /// Run `f` where the members are reachable: in their namespace, or right here.
+    pub fn reach<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        match &self.netns {
+            Some(ns) => macvnet_netlink::netns::run_in(ns, f).unwrap(),
+            None => f(),
+        }
+    }
+
     fn wait_healthy(&self, limit: Duration, certs: Option<&Certs>) {
+        self.reach(|| self.wait_healthy_here(limit, certs))
+    }
+
+    fn wait_healthy_here(&self, limit: Duration, certs: Option<&Certs>) {
         let t0 = Instant::now();
         for m in self.members.iter().filter(|m| m.child.is_some()) {
             let client = macvnet_cluster::etcd::Client::new(&macvnet_cluster::etcd::ClientConfig {
@@ -202,6 +244,10 @@ impl Etcd {
 
     /// Index of the current leader, from a live member's status.
     pub fn leader(&self) -> Option<usize> {
+        self.reach(|| self.leader_here())
+    }
+
+    fn leader_here(&self) -> Option<usize> {
         let mut ids = Vec::new();
         let mut leader = None;
         for m in &self.members {
@@ -240,9 +286,12 @@ impl Etcd {
             .open(&m.log)
             .unwrap();
         let (prog, args) = m.cmd.split_first().unwrap();
+        let mut cmd = match &self.netns {
+            Some(ns) => macvnet_netlink::netns::command_in(ns, &prog.to_string_lossy()).unwrap(),
+            None => Command::new(prog),
+        };
         m.child = Some(
-            Command::new(prog)
-                .args(args)
+            cmd.args(args)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(log)
