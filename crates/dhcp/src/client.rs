@@ -20,7 +20,7 @@ use macvnet_netlink::{Handle, LinkChange};
 use nix::sys::socket::{setsockopt, sockopt};
 
 use crate::config::LeaseOptions;
-use crate::lease::{Grant, LeaseRoute, DEFAULT_LEASE_SECS};
+use crate::lease::{Grant, LeaseRoute, Requested, DEFAULT_LEASE_SECS};
 use crate::DhcpError;
 
 const SERVER_PORT: u16 = 67;
@@ -127,6 +127,30 @@ fn jitter(span: Duration) -> i128 {
     i128::from(random_u32()) % (2 * ms) - ms
 }
 
+/// A UDP socket on 0.0.0.0:68 that sends through `ifname` only, broadcast allowed.
+fn udp_socket(name: &str) -> Result<UdpSocket, DhcpError> {
+    let udp_fd = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| io("creating UDP socket", name, e))?;
+    setsockopt(&udp_fd, sockopt::ReuseAddr, &true).map_err(|e| io("SO_REUSEADDR", name, e))?;
+    setsockopt(&udp_fd, sockopt::Broadcast, &true).map_err(|e| io("SO_BROADCAST", name, e))?;
+    setsockopt(
+        &udp_fd,
+        sockopt::BindToDevice,
+        &std::ffi::OsString::from(name),
+    )
+    .map_err(|e| io("SO_BINDTODEVICE", name, e))?;
+    let bind =
+        nix::sys::socket::SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, CLIENT_PORT));
+    nix::sys::socket::bind(udp_fd.as_raw_fd(), &bind)
+        .map_err(|e| io("binding 0.0.0.0:68", name, e))?;
+    Ok(UdpSocket::from(udp_fd))
+}
+
 /// The sockets of one exchange, closed on drop.
 struct Conn {
     iface: Iface,
@@ -141,28 +165,7 @@ fn io(op: &str, ifname: &str, e: impl Into<std::io::Error>) -> DhcpError {
 impl Conn {
     fn open(iface: &Iface) -> Result<Conn, DhcpError> {
         let name = iface.name.as_str();
-        let udp_fd = nix::sys::socket::socket(
-            nix::sys::socket::AddressFamily::Inet,
-            nix::sys::socket::SockType::Datagram,
-            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-            None,
-        )
-        .map_err(|e| io("creating UDP socket", name, e))?;
-        setsockopt(&udp_fd, sockopt::ReuseAddr, &true).map_err(|e| io("SO_REUSEADDR", name, e))?;
-        setsockopt(&udp_fd, sockopt::Broadcast, &true).map_err(|e| io("SO_BROADCAST", name, e))?;
-        setsockopt(
-            &udp_fd,
-            sockopt::BindToDevice,
-            &std::ffi::OsString::from(name),
-        )
-        .map_err(|e| io("SO_BINDTODEVICE", name, e))?;
-        let bind = nix::sys::socket::SockaddrIn::from(SocketAddrV4::new(
-            Ipv4Addr::UNSPECIFIED,
-            CLIENT_PORT,
-        ));
-        nix::sys::socket::bind(udp_fd.as_raw_fd(), &bind)
-            .map_err(|e| io("binding 0.0.0.0:68", name, e))?;
-        let udp = UdpSocket::from(udp_fd);
+        let udp = udp_socket(name)?;
 
         // SAFETY: plain socket(2) call with constant arguments; the result is checked.
         let raw = unsafe {
@@ -360,7 +363,12 @@ fn message(
     id.push(0);
     id.extend_from_slice(who.client_id.as_bytes());
     opts.insert(DhcpOption::ClientIdentifier(id));
-    if kind != MessageType::Release {
+    if kind == MessageType::Release {
+        // The server knows the client by the ID it was given, a configured one included.
+        if let Some(data) = who.options.provide.get(&crate::config::code::CLIENT_ID) {
+            opts.insert(raw_option(crate::config::code::CLIENT_ID, data)?);
+        }
+    } else {
         for (code, data) in &who.options.provide {
             opts.insert(raw_option(*code, data)?);
         }
@@ -509,6 +517,19 @@ pub fn acquire(
     timing: &Timing,
     hint: Option<Ipv4Addr>,
 ) -> Result<Grant, DhcpError> {
+    acquire_with(iface, who, timing, hint, &mut |_| Ok(()))
+}
+
+/// [`acquire`], calling `before_request` with what each DHCPREQUEST asks for before it is
+/// sent (the daemon persists it there: once sent, the server may ACK it at any time). An
+/// error from it aborts the acquisition before that REQUEST.
+pub fn acquire_with(
+    iface: &Iface,
+    who: Identity<'_>,
+    timing: &Timing,
+    hint: Option<Ipv4Addr>,
+    before_request: &mut dyn FnMut(Requested) -> Result<(), DhcpError>,
+) -> Result<Grant, DhcpError> {
     let conn = Conn::open(iface)?;
     let started = Instant::now();
     let deadline = started + timing.resend_timeout;
@@ -553,10 +574,15 @@ pub fn acquire(
                 MessageType::Request,
                 Ipv4Addr::UNSPECIFIED,
             )?;
+            let server = server_id(&offer, src);
             req.opts_mut()
                 .insert(DhcpOption::RequestedIpAddress(offer.yiaddr()));
-            req.opts_mut()
-                .insert(DhcpOption::ServerIdentifier(server_id(&offer, src)));
+            req.opts_mut().insert(DhcpOption::ServerIdentifier(server));
+            before_request(Requested {
+                address: offer.yiaddr(),
+                server_id: server,
+                xid,
+            })?;
             let wait = timing
                 .timeout
                 .min(deadline.saturating_duration_since(Instant::now()));
@@ -669,6 +695,40 @@ pub fn release(
         return Ok(());
     }
     conn.send(&msg, Ipv4Addr::BROADCAST)
+}
+
+/// DHCPRELEASE for `addr` sent through `uplink` (a link of the calling thread's
+/// namespace) on behalf of a client whose own interface is gone: a limited broadcast
+/// carrying the client's ID, hardware address and `addr` as ciaddr, which is all a
+/// server matches a release on (RFC 2131 §4.4.6; dnsmasq: client ID, then ciaddr).
+pub fn release_via(
+    uplink: &str,
+    client_mac: [u8; 6],
+    who: Identity<'_>,
+    addr: Ipv4Addr,
+    server: Ipv4Addr,
+) -> Result<(), DhcpError> {
+    let udp = udp_socket(uplink)?;
+    let iface = Iface {
+        index: 0,
+        name: uplink.to_string(),
+        mac: client_mac,
+    };
+    let mut msg = message(
+        &iface,
+        who,
+        &Timing::default(),
+        random_u32(),
+        MessageType::Release,
+        addr,
+    )?;
+    msg.opts_mut().insert(DhcpOption::ServerIdentifier(server));
+    let bytes = msg
+        .to_vec()
+        .map_err(|e| DhcpError::Codec(format!("encoding: {e}")))?;
+    udp.send_to(&bytes, SocketAddrV4::new(Ipv4Addr::BROADCAST, SERVER_PORT))
+        .map_err(|e| io("sending DHCPRELEASE", uplink, e))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! so that a restarted daemon — even after SIGKILL — resumes renewing all live ones.
 
 use std::collections::{BTreeSet, HashMap};
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsFd, FromRawFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -17,7 +17,7 @@ use macvnet_netlink::{netns, NetnsRef};
 
 use crate::client::{self, Extend, Identity, Iface, Timing};
 use crate::config::{client_id, prepare_options, NetConf};
-use crate::lease::{unix_now, Lease};
+use crate::lease::{unix_now, Intent, Lease, Uplink};
 use crate::proto::{self, Call, CmdArgs, Reply};
 use crate::store::Store;
 use crate::DhcpError;
@@ -130,6 +130,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// What became of a DHCPRELEASE.
+enum Released {
+    /// Sent, from the interface or from the uplink.
+    Sent(&'static str),
+    /// Nothing left to send it from (namespace or link gone, no uplink known).
+    Unreachable(String),
+    /// Sending failed; worth another try later.
+    Failed(DhcpError),
+}
+
 /// Why a lease can no longer be maintained.
 enum Liveness {
     Alive,
@@ -220,17 +230,34 @@ impl Daemon {
     }
 
     /// Load persisted leases: live ones get a maintenance thread, the others are dropped.
+    /// Intents left by a daemon killed mid-acquisition are released first: whatever the
+    /// server may have ACKed and no lease file covers.
     pub fn restore(self: &Arc<Self>) -> Result<usize, DhcpError> {
         let (leases, bad) = self.store.load_all()?;
         for (path, why) in bad {
             tracing::warn!(path = %path.display(), "dropping unreadable lease file: {why}");
             let _ = std::fs::remove_file(&path);
         }
+        let (intents, bad) = self.store.load_intents()?;
+        for (path, why) in bad {
+            tracing::warn!(path = %path.display(), "dropping unreadable intent file: {why}");
+            let _ = std::fs::remove_file(&path);
+        }
+        for intent in intents {
+            let cid = &intent.lease.client_id;
+            let saved = leases
+                .iter()
+                .find(|l| &l.client_id == cid)
+                .map(Lease::address);
+            tracing::info!(client_id = %cid, "an acquisition was interrupted");
+            self.release_intent(&intent, saved);
+        }
         let mut resumed = 0;
         for lease in leases {
             match self.liveness(&lease) {
                 Liveness::Gone(why) => {
                     tracing::info!(client_id = %lease.client_id, "dropping lease: {why}");
+                    self.release_gone(&lease);
                     if let Err(e) = self.store.remove(&lease.client_id) {
                         tracing::warn!("{e}");
                     }
@@ -291,6 +318,126 @@ impl Daemon {
         lock(&self.leases).remove(cid);
         if let Err(e) = self.store.remove(cid) {
             tracing::warn!("{e}");
+        }
+    }
+
+    /// The interface's MAC, and its parent when the kernel says that lives in the
+    /// daemon's own namespace (the link's IFLA_LINK_NETNSID is the id the interface's
+    /// namespace gives ours).
+    fn probe(&self, lease: &Lease) -> Result<(String, Option<Uplink>), DhcpError> {
+        let home = match NetnsRef::Current.open() {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                tracing::debug!("opening the daemon's namespace: {e}");
+                None
+            }
+        };
+        let home = home.as_ref();
+        let (mac, parent) = self.in_lease_ns(lease, move |iface| {
+            let mac = macvnet_netlink::MacAddr(iface.mac).to_string();
+            let parent = (|| {
+                let mut h = macvnet_netlink::Handle::current().ok()?;
+                let link = h.link_by_index(iface.index).ok()?;
+                let (index, id) = (link.parent_index?, link.link_netnsid?);
+                let ours = h.nsid_of(home?.as_fd()).ok()??;
+                (ours == id).then_some(index)
+            })();
+            Ok((mac, parent))
+        })?;
+        let uplink = parent.and_then(|index| {
+            let mut h = macvnet_netlink::Handle::current().ok()?;
+            let link = h.link_by_index(index).ok()?;
+            Some(Uplink {
+                index,
+                name: link.name,
+            })
+        });
+        Ok((mac, uplink))
+    }
+
+    /// DHCPRELEASE for `addr` of `lease`'s client: from its interface, or, once that or
+    /// its namespace is gone, through the uplink recorded for it.
+    fn release_addr(
+        &self,
+        lease: &Lease,
+        addr: std::net::Ipv4Addr,
+        server: std::net::Ipv4Addr,
+    ) -> Released {
+        let r = self.in_lease_ns(lease, |iface| {
+            client::release(iface, Self::identity(lease), addr, server)
+        });
+        let gone = match r {
+            Ok(()) => return Released::Sent("interface"),
+            Err(e @ (DhcpError::NetnsGone(_) | DhcpError::LinkGone { .. })) => e,
+            Err(e) => return Released::Failed(e),
+        };
+        let Some(up) = &lease.uplink else {
+            return Released::Unreachable(format!("{gone}, no uplink in the daemon's namespace"));
+        };
+        // Only the very link recorded: an index reused by another link is not it.
+        let same = macvnet_netlink::Handle::current()
+            .and_then(|mut h| h.link_by_index(up.index))
+            .is_ok_and(|l| l.name == up.name);
+        if !same {
+            return Released::Unreachable(format!("{gone}, uplink {} gone too", up.name));
+        }
+        let mac = match lease.mac.parse::<macvnet_netlink::MacAddr>() {
+            Ok(m) => m.0,
+            Err(e) => return Released::Unreachable(format!("{gone}, MAC {:?}: {e}", lease.mac)),
+        };
+        match client::release_via(&up.name, mac, Self::identity(lease), addr, server) {
+            Ok(()) => Released::Sent("uplink"),
+            Err(e) => Released::Failed(e),
+        }
+    }
+
+    /// Release a lease whose namespace or link is gone, if it has not expired (the
+    /// container went away without DEL; its address would sit unused at the server).
+    fn release_gone(&self, lease: &Lease) {
+        if lease.expires_at <= unix_now() {
+            return;
+        }
+        match self.release_addr(lease, lease.address(), lease.grant.server_id) {
+            Released::Sent(via) => {
+                tracing::info!(client_id = %lease.client_id, address = %lease.grant.address, via, "released lease")
+            }
+            Released::Unreachable(why) => {
+                tracing::info!(client_id = %lease.client_id, "cannot release: {why}")
+            }
+            Released::Failed(e) => {
+                tracing::warn!(client_id = %lease.client_id, "failed to release DHCP lease: {e}")
+            }
+        }
+    }
+
+    /// Release every address `intent` requested except `keep` (a saved lease's), then
+    /// delete the intent; it stays when a release failed, for DEL or GC to try again.
+    /// A release costs nothing when the server never ACKed.
+    fn release_intent(&self, intent: &Intent, keep: Option<std::net::Ipv4Addr>) {
+        let cid = &intent.lease.client_id;
+        let mut retry = false;
+        for r in &intent.requested {
+            if Some(r.address) == keep {
+                continue;
+            }
+            match self.release_addr(&intent.lease, r.address, r.server_id) {
+                Released::Sent(via) => tracing::info!(
+                    client_id = %cid, address = %r.address, via,
+                    "released what an unfinished acquisition requested"
+                ),
+                Released::Unreachable(why) => {
+                    tracing::warn!(client_id = %cid, address = %r.address, "cannot release: {why}")
+                }
+                Released::Failed(e) => {
+                    tracing::warn!(client_id = %cid, address = %r.address, "release failed: {e}");
+                    retry = true;
+                }
+            }
+        }
+        if !retry {
+            if let Err(e) = self.store.remove_intent(cid) {
+                tracing::warn!("{e}");
+            }
         }
     }
 
@@ -398,25 +545,23 @@ impl Daemon {
                 (c.stop, forced)
             };
             if stop {
-                let r = self.in_lease_ns(&lease, |iface| {
-                    client::release(
-                        iface,
-                        Self::identity(&lease),
-                        lease.address(),
-                        lease.grant.server_id,
-                    )
-                });
-                match r {
-                    Ok(()) => {
-                        tracing::info!(client_id = %cid, address = %lease.grant.address, "released lease")
+                match self.release_addr(&lease, lease.address(), lease.grant.server_id) {
+                    Released::Sent(via) => {
+                        tracing::info!(client_id = %cid, address = %lease.grant.address, via, "released lease")
                     }
-                    Err(e) => tracing::warn!(client_id = %cid, "failed to release DHCP lease: {e}"),
+                    Released::Unreachable(why) => {
+                        tracing::warn!(client_id = %cid, "failed to release DHCP lease: {why}")
+                    }
+                    Released::Failed(e) => {
+                        tracing::warn!(client_id = %cid, "failed to release DHCP lease: {e}")
+                    }
                 }
                 return;
             }
             match self.liveness(&lease) {
                 Liveness::Gone(why) => {
                     tracing::info!(client_id = %cid, "{why}, terminating lease maintenance");
+                    self.release_gone(&lease);
                     self.drop_lease(&cid);
                     self.finish_renew(slot, Err(why));
                     return;
@@ -568,29 +713,56 @@ impl Daemon {
             priority: ipam.priority,
             broadcast: self.cfg.timing.broadcast,
             last_step: String::new(),
+            uplink: None,
         };
         tracing::info!(client_id = %cid, "acquiring lease");
-        let timing = self.timing_for(&lease);
-        let (grant, mac) = {
-            let l = &lease;
-            self.in_lease_ns_up(l, true, move |iface| {
-                let g = client::acquire(iface, Self::identity(l), &timing, None)?;
-                Ok((g, macvnet_netlink::MacAddr(iface.mac).to_string()))
-            })?
+        (lease.mac, lease.uplink) = self.probe(&lease)?;
+        // A DEL or GC that failed to release an earlier attempt's intent: this one replaces it.
+        if let Ok(Some(old)) = self.store.load_intent(&cid) {
+            self.release_intent(&old, None);
+        }
+        let mut intent = Intent {
+            lease: lease.clone(),
+            requested: Vec::new(),
+            created_at: unix_now(),
         };
-        lease.mac = mac;
+        let timing = self.timing_for(&lease);
+        let acquired = {
+            let (l, intent, store) = (&lease, &mut intent, &self.store);
+            self.in_lease_ns_up(l, true, move |iface| {
+                // Persisted before each REQUEST: from then on the server may hold a lease.
+                client::acquire_with(iface, Self::identity(l), &timing, None, &mut |r| {
+                    if intent.add(r) {
+                        store.save_intent(intent)?;
+                    }
+                    Ok(())
+                })
+            })
+        };
+        let grant = match acquired {
+            Ok(g) => g,
+            Err(e) => {
+                if !intent.requested.is_empty() {
+                    self.release_intent(&intent, None);
+                }
+                return Err(e);
+            }
+        };
         lease.bind(grant, unix_now());
         macvnet_cni::failpoint!("dhcp::daemon::after_acquire");
         if let Err(e) = self.store.save(&lease) {
-            let _ = self.in_lease_ns(&lease, |iface| {
-                client::release(
-                    iface,
-                    Self::identity(&lease),
-                    lease.address(),
-                    lease.grant.server_id,
-                )
-            });
+            if let Released::Failed(r) =
+                self.release_addr(&lease, lease.address(), lease.grant.server_id)
+            {
+                tracing::warn!(client_id = %cid, "release failed: {r}");
+            }
+            self.release_intent(&intent, Some(lease.address()));
             return Err(e);
+        }
+        // The lease file now covers what the intent did (restore drops an intent whose
+        // address a lease file holds, should we die right here).
+        if let Err(e) = self.store.remove_intent(&cid) {
+            tracing::warn!("{e}");
         }
         macvnet_cni::failpoint!("dhcp::daemon::after_save");
         tracing::info!(client_id = %cid, address = %lease.grant.address, "lease acquired, expiration in {}s", lease.grant.lease_secs);
@@ -607,6 +779,15 @@ impl Daemon {
         if let Some(slot) = self.slot(&cid) {
             self.stop_and_release(&cid, &slot);
         } else {
+            // An acquisition that died (or whose release failed) after a REQUEST.
+            match self.store.load_intent(&cid) {
+                Ok(Some(intent)) => self.release_intent(&intent, None),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    self.store.remove_intent(&cid)?;
+                }
+            }
             self.store.remove(&cid)?;
         }
         macvnet_cni::failpoint!("dhcp::daemon::after_release");
@@ -664,6 +845,20 @@ impl Daemon {
                 self.stop_and_release(&cid, &slot);
                 n += 1;
             }
+        }
+        // Intents of attachments the runtime no longer has, unless being acquired now.
+        let (intents, _) = self.store.load_intents()?;
+        for intent in intents {
+            let l = &intent.lease;
+            if l.network != conf.name || valid.contains(&(l.container_id.clone(), l.ifname.clone()))
+            {
+                continue;
+            }
+            let op = self.op_lock(&l.client_id);
+            let Ok(_held) = op.try_lock() else { continue };
+            tracing::info!(client_id = %l.client_id, "GC: releasing an unfinished acquisition");
+            self.release_intent(&intent, None);
+            n += 1;
         }
         Ok(n)
     }

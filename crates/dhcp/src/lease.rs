@@ -63,6 +63,56 @@ pub struct Lease {
     /// How the lease was last extended: "renew", "rebind", "reboot", "acquire" ("" = never).
     #[serde(default)]
     pub last_step: String,
+    /// The interface's parent in the daemon's namespace, if it is there: a DHCPRELEASE
+    /// can still go out through it once the interface itself is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uplink: Option<Uplink>,
+}
+
+/// The parent (lower device) of a lease's interface, seen from the daemon's namespace.
+/// Recorded only when the kernel says the parent lives there (IFLA_LINK_NETNSID equals
+/// the daemon namespace's id), so nothing is ever sent on an unrelated link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Uplink {
+    pub index: u32,
+    pub name: String,
+}
+
+/// An address asked for in a DHCPREQUEST: the server may have ACKed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Requested {
+    pub address: Ipv4Addr,
+    pub server_id: Ipv4Addr,
+    pub xid: u32,
+}
+
+/// What an acquisition in flight may have obtained from the server. Persisted (fsync'd)
+/// before every DHCPREQUEST and removed once the lease is saved, so a daemon killed
+/// between the server's ACK and saving the lease finds it on restart and releases it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Intent {
+    /// The lease being acquired: who (client ID, container, interface, MAC, options,
+    /// uplink), not yet bound.
+    pub lease: Lease,
+    /// Every REQUEST sent, oldest first (a NAK or timeout starts over with another offer).
+    pub requested: Vec<Requested>,
+    pub created_at: u64,
+}
+
+impl Intent {
+    /// Record a REQUEST about to be sent; false when it adds nothing new.
+    pub fn add(&mut self, r: Requested) -> bool {
+        let known = self
+            .requested
+            .iter()
+            .any(|q| q.address == r.address && q.server_id == r.server_id);
+        if !known {
+            self.requested.push(r);
+        }
+        !known
+    }
 }
 
 pub fn unix_now() -> u64 {

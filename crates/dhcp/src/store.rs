@@ -1,23 +1,30 @@
 //! Leases on disk: one JSON file per client ID in the state directory, replaced
 //! atomically (temp file, fsync, rename, fsync of the directory), so a daemon killed at
 //! any instant finds either the old or the new lease, never a torn one.
+//!
+//! Next to a lease, `<name>.intent` records an acquisition in flight (see
+//! [`crate::lease::Intent`]): written the same way before each DHCPREQUEST, removed once
+//! the lease file is in place.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::lease::Lease;
+use crate::lease::{Intent, Lease};
 use crate::DhcpError;
 
 /// Default state directory (next to host-local's /var/lib/cni/networks).
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/cni/dhcp";
 
 const SUFFIX: &str = ".lease";
+const INTENT_SUFFIX: &str = ".intent";
 const TMP_PREFIX: &str = ".tmp-";
 
 /// What [`Store::load_all`] found: parsed leases, and (path, reason) of unreadable files.
 pub type Loaded = (Vec<Lease>, Vec<(PathBuf, String)>);
+/// What [`Store::load_intents`] found, likewise.
+pub type LoadedIntents = (Vec<Intent>, Vec<(PathBuf, String)>);
 
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -37,6 +44,19 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 /// A file name for a client ID: `[A-Za-z0-9.-]` kept, everything else `_XX` (hex), so
 /// distinct IDs never share a name; long ones are cut and suffixed with a digest.
 pub fn file_name(client_id: &str) -> String {
+    let mut name = stem(client_id);
+    name.push_str(SUFFIX);
+    name
+}
+
+/// The intent file of a client ID: the lease's name with `.intent` for `.lease`.
+pub fn intent_file_name(client_id: &str) -> String {
+    let mut name = stem(client_id);
+    name.push_str(INTENT_SUFFIX);
+    name
+}
+
+fn stem(client_id: &str) -> String {
     let mut name = String::with_capacity(client_id.len() + 8);
     for b in client_id.bytes() {
         if b.is_ascii_alphanumeric() || b == b'.' || b == b'-' {
@@ -52,7 +72,6 @@ pub fn file_name(client_id: &str) -> String {
         name.truncate(180);
         name.push_str(&format!("~{:016x}", fnv1a(client_id.as_bytes())));
     }
-    name.push_str(SUFFIX);
     name
 }
 
@@ -76,20 +95,34 @@ impl Store {
         self.dir.join(file_name(client_id))
     }
 
+    pub fn intent_path_for(&self, client_id: &str) -> PathBuf {
+        self.dir.join(intent_file_name(client_id))
+    }
+
     /// Write `lease` atomically and durably.
     pub fn save(&self, lease: &Lease) -> Result<(), DhcpError> {
-        let path = self.path_for(&lease.client_id);
+        let name = file_name(&lease.client_id);
+        self.write_atomic(&name, lease)
+    }
+
+    /// Write `intent` atomically and durably (before the DHCPREQUEST it covers is sent).
+    pub fn save_intent(&self, intent: &Intent) -> Result<(), DhcpError> {
+        let name = intent_file_name(&intent.lease.client_id);
+        self.write_atomic(&name, intent)
+    }
+
+    /// Temp file, fsync, rename over `name`, fsync of the directory.
+    fn write_atomic(&self, name: &str, value: &impl serde::Serialize) -> Result<(), DhcpError> {
+        let path = self.dir.join(name);
         let err = |reason: String| DhcpError::Store {
             path: path.clone(),
             reason,
         };
-        let mut text = serde_json::to_vec_pretty(lease).map_err(|e| err(e.to_string()))?;
+        let mut text = serde_json::to_vec_pretty(value).map_err(|e| err(e.to_string()))?;
         text.push(b'\n');
-        let tmp = self.dir.join(format!(
-            "{TMP_PREFIX}{}-{}",
-            std::process::id(),
-            file_name(&lease.client_id)
-        ));
+        let tmp = self
+            .dir
+            .join(format!("{TMP_PREFIX}{}-{name}", std::process::id()));
         let write = || -> std::io::Result<()> {
             let mut f = OpenOptions::new()
                 .write(true)
@@ -111,7 +144,15 @@ impl Store {
 
     /// Remove the lease of `client_id` (absent is fine).
     pub fn remove(&self, client_id: &str) -> Result<(), DhcpError> {
-        let path = self.path_for(client_id);
+        self.remove_path(self.path_for(client_id))
+    }
+
+    /// Remove the intent of `client_id` (absent is fine).
+    pub fn remove_intent(&self, client_id: &str) -> Result<(), DhcpError> {
+        self.remove_path(self.intent_path_for(client_id))
+    }
+
+    fn remove_path(&self, path: PathBuf) -> Result<(), DhcpError> {
         match fs::remove_file(&path) {
             Ok(()) => {
                 let _ = File::open(&self.dir).and_then(|d| d.sync_all());
@@ -125,21 +166,47 @@ impl Store {
         }
     }
 
-    pub fn load(&self, client_id: &str) -> Result<Option<Lease>, DhcpError> {
-        let path = self.path_for(client_id);
-        match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| DhcpError::Store {
-                    path,
-                    reason: format!("parsing: {e}"),
-                }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(DhcpError::Store {
-                path,
-                reason: format!("reading: {e}"),
-            }),
+    /// The intent of `client_id`, if one is on disk.
+    pub fn load_intent(&self, client_id: &str) -> Result<Option<Intent>, DhcpError> {
+        read_json(self.intent_path_for(client_id))
+    }
+
+    /// Every intent file: parsed intents, and the paths of files that did not parse.
+    pub fn load_intents(&self) -> Result<LoadedIntents, DhcpError> {
+        let mut intents = Vec::new();
+        let mut bad = Vec::new();
+        for path in self.files(INTENT_SUFFIX)? {
+            match fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<Intent>(&b).map_err(|e| e.to_string()))
+            {
+                Ok(i) => intents.push(i),
+                Err(e) => bad.push((path, e)),
+            }
         }
+        intents.sort_by(|a, b| a.lease.client_id.cmp(&b.lease.client_id));
+        Ok((intents, bad))
+    }
+
+    /// The files in the state directory ending in `suffix`.
+    fn files(&self, suffix: &str) -> Result<Vec<PathBuf>, DhcpError> {
+        let rd = fs::read_dir(&self.dir)
+            .map_err(|e| DhcpError::io(format!("listing {}", self.dir.display()), e))?;
+        let mut out = Vec::new();
+        for entry in rd {
+            let entry =
+                entry.map_err(|e| DhcpError::io(format!("listing {}", self.dir.display()), e))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if !name.starts_with(TMP_PREFIX) && name.ends_with(suffix) {
+                out.push(entry.path());
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn load(&self, client_id: &str) -> Result<Option<Lease>, DhcpError> {
+        read_json(self.path_for(client_id))
     }
 
     /// Every lease file: parsed leases, and the paths of files that did not parse.
@@ -172,6 +239,23 @@ impl Store {
         }
         leases.sort_by(|a, b| a.client_id.cmp(&b.client_id));
         Ok((leases, bad))
+    }
+}
+
+/// `path` parsed, or None when it does not exist.
+fn read_json<T: serde::de::DeserializeOwned>(path: PathBuf) -> Result<Option<T>, DhcpError> {
+    match fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| DhcpError::Store {
+                path,
+                reason: format!("parsing: {e}"),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(DhcpError::Store {
+            path,
+            reason: format!("reading: {e}"),
+        }),
     }
 }
 
