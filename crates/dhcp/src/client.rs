@@ -795,6 +795,17 @@ mod tests {
         assert!(!renew.flags().broadcast());
         let rel = message(&iface, who, &timing, 7, MessageType::Release, z).unwrap();
         assert!(rel.opts().get(OptionCode::Hostname).is_none());
+        // A configured client ID is the one the server knows: the release carries it too.
+        options.provide.insert(61, b"\x01own".to_vec());
+        let who = Identity {
+            client_id: "c/n/eth0",
+            options: &options,
+        };
+        let rel = message(&iface, who, &timing, 7, MessageType::Release, z).unwrap();
+        assert_eq!(
+            rel.opts().get(OptionCode::ClientIdentifier),
+            Some(&DhcpOption::ClientIdentifier(b"\x01own".to_vec()))
+        );
     }
 
     #[test]

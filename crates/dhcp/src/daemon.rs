@@ -1,6 +1,7 @@
 //! The lease daemon: answers the plugin on a unix socket, keeps one maintenance thread
 //! per lease (renew at T1, rebind at T2, re-acquire at expiry), and persists every lease
-//! so that a restarted daemon — even after SIGKILL — resumes renewing all live ones.
+//! so that a restarted daemon — even after SIGKILL — resumes renewing all live ones, and
+//! releases what an acquisition it was killed in may have left at the server (intents).
 
 use std::collections::{BTreeSet, HashMap};
 use std::os::fd::{AsFd, FromRawFd};

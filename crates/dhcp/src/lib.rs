@@ -9,11 +9,12 @@
 //! - [`plugin`]: ADD/DEL/CHECK/GC/STATUS forwarded to the daemon ([`proto`]).
 //! - [`daemon`]: one maintenance thread per lease: renew at T1 (unicast), rebind at T2
 //!   (broadcast), re-acquire at expiry, link down when the lease is lost (as the
-//!   reference); leases whose namespace or link is gone are dropped (periodically, on
-//!   restart, and on GC).
+//!   reference); leases whose namespace or link is gone are released and dropped
+//!   (periodically, on restart, and on GC).
 //! - [`client`]: DHCPv4 exchanges with dhcproto, run on a thread inside the container's
 //!   namespace: UDP socket with SO_BINDTODEVICE + SO_BROADCAST to send, AF_PACKET to receive.
-//! - [`store`]: one JSON file per lease, replaced atomically (temp, fsync, rename, fsync dir).
+//! - [`store`]: one JSON file per lease, replaced atomically (temp, fsync, rename, fsync dir),
+//!   and one per acquisition in flight (an intent, [`lease::Intent`]).
 //! - [`lifetime`]: the leased address on the link gets the lease's valid/preferred lifetime.
 //!
 //! # Compatibility with the reference
@@ -37,6 +38,16 @@
 //! Different:
 //! - Leases persist in `-statedir`; a daemon restarted even after SIGKILL resumes them (a
 //!   stale socket file is replaced; a live one is an error). The reference forgets them.
+//! - Nothing stays held at the server by a daemon killed mid-ADD: before each DHCPREQUEST
+//!   the daemon fsyncs an intent (client ID, MAC, interface, requested address, server,
+//!   xid) and deletes it once the lease file is saved. On start, an intent no lease file
+//!   covers is released (DHCPRELEASE with the client ID and the address as ciaddr, which
+//!   is what the server matches); so is a saved lease whose link or namespace is gone,
+//!   and DEL or GC release an intent they find. A release goes out on the interface, or,
+//!   once the failed ADD has deleted that, on its parent (the macvlan's master) in the
+//!   daemon's namespace, recorded only when the kernel reports the parent there
+//!   (IFLA_LINK_NETNSID); a daemon in another namespace than the parent cannot, and such
+//!   a lease expires at the server as with the reference.
 //! - Our own JSON protocol (CONNECT [`proto::RPC_PATH`]) carries CHECK (the lease exists
 //!   and is unexpired; the reference re-runs Allocate, and does so against a reference
 //!   daemon), GC (releases leases not in `cni.dev/valid-attachments`, drops those whose

@@ -273,5 +273,47 @@ mod tests {
         let n = file_name(&long);
         assert!(n.len() < 255, "{}", n.len());
         assert_ne!(n, file_name(&format!("{}z", "y".repeat(253))));
+        assert_eq!(intent_file_name("c1/net/eth0"), "c1_2fnet_2feth0.intent");
+    }
+
+    #[test]
+    fn intents_are_saved_listed_and_removed_apart_from_leases() {
+        let dir = std::env::temp_dir().join(format!("mvt-{}-store-intent", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let store = Store::open(&dir).unwrap();
+        let lease: Lease = serde_json::from_value(serde_json::json!({
+            "clientId": "c/n/eth0", "containerId": "c", "network": "n", "ifname": "eth0",
+            "netns": "/x", "netnsId": [0, 0], "mac": "02:00:00:00:00:01",
+            "grant": {"address": "0.0.0.0/0", "serverId": "0.0.0.0", "gateway": null,
+                      "routes": [], "leaseSecs": 0, "t1Secs": 0, "t2Secs": 0},
+            "boundAt": 0, "renewAt": 0, "rebindAt": 0, "expiresAt": 0,
+            "options": {"provide": {}, "request": []},
+            "uplink": {"index": 3, "name": "eth0"}
+        }))
+        .unwrap();
+        let mut intent = Intent {
+            lease: lease.clone(),
+            requested: Vec::new(),
+            created_at: 1,
+        };
+        let r = crate::lease::Requested {
+            address: std::net::Ipv4Addr::new(198, 18, 0, 9),
+            server_id: std::net::Ipv4Addr::new(198, 18, 0, 1),
+            xid: 5,
+        };
+        assert!(intent.add(r));
+        assert!(!intent.add(crate::lease::Requested { xid: 6, ..r }));
+        store.save_intent(&intent).unwrap();
+        assert_eq!(store.load_intent("c/n/eth0").unwrap(), Some(intent.clone()));
+        // Intents are not leases, and the other way round.
+        assert!(store.load_all().unwrap().0.is_empty());
+        store.save(&lease).unwrap();
+        assert_eq!(store.load_all().unwrap().0, vec![lease]);
+        assert_eq!(store.load_intents().unwrap().0, vec![intent]);
+        store.remove_intent("c/n/eth0").unwrap();
+        store.remove_intent("c/n/eth0").unwrap();
+        assert!(store.load_intents().unwrap().0.is_empty());
+        assert_eq!(store.load_all().unwrap().0.len(), 1);
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

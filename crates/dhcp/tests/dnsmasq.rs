@@ -502,3 +502,114 @@ fn lease_expired_while_the_daemon_was_down() {
     assert!(lab.stored(again).is_some());
     assert!(lab.plugin("DEL", again).0);
 }
+
+/// A daemon SIGKILLed between the server's ACK and saving the lease leaves an intent; on
+/// restart it releases it: from the interface when that is still there, else through
+/// the macvlan's parent in the daemon's namespace (the failed ADD deleted the link). A
+/// saved lease whose container went away meanwhile is released the same way.
+#[test]
+fn interrupted_acquisitions_are_released_on_restart() {
+    if !can_run("interrupted_acquisitions_are_released_on_restart") {
+        return;
+    }
+    let mut lab = Lab::new("dh-intent");
+    lab.daemon_in_host = true;
+    lab.start_dnsmasq();
+    lab.start_daemon(&[]);
+    let on_link = lab.add_container("onlink");
+    let no_link = lab.add_container("nolink");
+    let gone = lab.add_container("gone");
+    let keep = lab.add_container("keep");
+    let addrs: Vec<String> = [on_link, no_link, gone, keep]
+        .iter()
+        .map(|&i| lab.add(i))
+        .collect();
+    // The parent is in the daemon's namespace: recorded for releasing without the link.
+    assert_eq!(
+        lab.stored(no_link).unwrap()["uplink"]["name"],
+        "eth0",
+        "{}",
+        lab.stored(no_link).unwrap()
+    );
+    assert_eq!(lab.server_leases().len(), 4);
+
+    lab.kill_daemon(nix::sys::signal::Signal::SIGKILL);
+    lab.lease_to_intent(on_link);
+    lab.lease_to_intent(no_link);
+    let mut h = lab.containers[no_link].handle().unwrap();
+    let eth0 = h.link_by_name("eth0").unwrap();
+    h.del_link(eth0.index).unwrap();
+    drop(h);
+    lab.containers[gone] = macvnet_netlink::testing::TestNs::new("placeholder").unwrap();
+
+    let t = Instant::now();
+    lab.start_daemon(&[]);
+    let startup = t.elapsed();
+    for (i, addr) in addrs.iter().enumerate().take(3) {
+        assert!(
+            wait_for(Duration::from_secs(5), || lab
+                .server_lease_of(addr)
+                .is_none()),
+            "container {i}: dnsmasq still has {addr}: {:?}\n{}",
+            lab.server_leases(),
+            lab.daemon_log()
+        );
+    }
+    assert!(lab.server_lease_of(&addrs[3]).is_some());
+    let files = lab.state_files();
+    assert_eq!(
+        files,
+        vec![macvnet_dhcp::store::file_name(&lab.client_id(keep))],
+        "{}",
+        lab.daemon_log()
+    );
+    let log = lab.daemon_log();
+    assert!(log.contains("via=\"interface\""), "{log}");
+    assert!(log.contains("via=\"uplink\""), "{log}");
+    // Releasing is a send each, no waiting: the daemon answers as soon as without intents.
+    assert!(startup < Duration::from_secs(3), "startup took {startup:?}");
+    assert!(lab.plugin("DEL", keep).0);
+    assert!(wait_for(Duration::from_secs(5), || lab
+        .server_leases()
+        .is_empty()));
+}
+
+/// DEL of an attachment whose acquisition left an intent (no lease) releases it.
+#[test]
+fn del_releases_an_intent() {
+    if !can_run("del_releases_an_intent") {
+        return;
+    }
+    let mut lab = Lab::running("dh-intdel");
+    let c = lab.add_container("c");
+    let addr = lab.add(c);
+    lab.kill_daemon(nix::sys::signal::Signal::SIGKILL);
+    // Written while the daemon runs (restore would release it first).
+    let lease = lab.stored(c).unwrap();
+    std::fs::remove_file(
+        lab.state
+            .join(macvnet_dhcp::store::file_name(&lab.client_id(c))),
+    )
+    .unwrap();
+    lab.start_daemon(&[]);
+    assert!(lab.server_lease_of(&addr).is_some());
+    std::fs::write(
+        lab.state
+            .join(macvnet_dhcp::store::file_name(&lab.client_id(c))),
+        serde_json::to_vec(&lease).unwrap(),
+    )
+    .unwrap();
+    lab.lease_to_intent(c);
+    assert!(!lab.plugin("CHECK", c).0, "an intent is no lease");
+    let (ok, v) = lab.plugin("DEL", c);
+    assert!(ok, "{v}");
+    assert!(
+        wait_for(Duration::from_secs(5), || lab
+            .server_lease_of(&addr)
+            .is_none()),
+        "{:?}\n{}",
+        lab.server_leases(),
+        lab.daemon_log()
+    );
+    assert!(lab.state_files().is_empty(), "{:?}", lab.state_files());
+}

@@ -99,6 +99,9 @@ pub struct Lab {
     /// Let dnsmasq ping an address before offering it (its default; it then handles one
     /// DISCOVER per ~3 s, so only single-client tests keep it).
     pub ping: bool,
+    /// Run the daemon in the host namespace (where the containers' macvlan parent `eth0`
+    /// is) instead of the test's own; then it records `eth0` as the leases' uplink.
+    pub daemon_in_host: bool,
 }
 
 impl Lab {
@@ -124,6 +127,7 @@ impl Lab {
             leasefile,
             dnsmasq_extra: Vec::new(),
             ping: false,
+            daemon_in_host: false,
         }
     }
 
@@ -200,7 +204,11 @@ impl Lab {
             .append(true)
             .open(self.tmp.path().join("daemon.log"))
             .unwrap();
-        let mut cmd = Command::new(BIN);
+        let mut cmd = if self.daemon_in_host {
+            macvnet_netlink::netns::command_in(&self.host.ns, BIN).unwrap()
+        } else {
+            Command::new(BIN)
+        };
         cmd.arg("daemon")
             .arg("-socketpath")
             .arg(&self.socket)
@@ -401,6 +409,36 @@ impl Lab {
             .state
             .join(macvnet_dhcp::store::file_name(&self.client_id(i)));
         serde_json::from_slice(&std::fs::read(p).ok()?).ok()
+    }
+
+    /// Files in the daemon's state dir (leases, intents, temp files).
+    pub fn state_files(&self) -> Vec<String> {
+        std::fs::read_dir(&self.state)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Turn container `i`'s saved lease into the intent a daemon killed between the
+    /// server's ACK and saving the lease leaves (the daemon must be down).
+    pub fn lease_to_intent(&self, i: usize) {
+        let cid = self.client_id(i);
+        let lease = self.stored(i).expect("a saved lease");
+        let intent = serde_json::json!({
+            "lease": lease,
+            "requested": [{"address": lease["grant"]["address"].as_str().unwrap().split('/').next().unwrap(),
+                           "serverId": SERVER, "xid": 7}],
+            "createdAt": 0,
+        });
+        std::fs::remove_file(self.state.join(macvnet_dhcp::store::file_name(&cid))).unwrap();
+        std::fs::write(
+            self.state.join(macvnet_dhcp::store::intent_file_name(&cid)),
+            serde_json::to_vec(&intent).unwrap(),
+        )
+        .unwrap();
     }
 
     /// Force a renewal through the daemon's hook.
