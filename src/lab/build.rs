@@ -13,8 +13,8 @@ use ipnet::IpNet;
 use macvnet_netlink as nl;
 use nl::{Handle, LinkChange, MacvlanSpec, Mode, NetnsRef, RouteSpec};
 
-use super::state::{self, DaemonState, LabState, LeaseState, NsState};
-use super::topo::{DhcpServe, Iface, Topology, Uplink};
+use super::state::{self, AllocState, ClusterState, DaemonState, LabState, LeaseState, NsState};
+use super::topo::{Child, ClusterDef, DhcpServe, Iface, Topology, Uplink};
 use super::LabError;
 
 /// Prefix of every physical lab namespace: `mvlab-<pid>-<logical>`.
@@ -53,6 +53,118 @@ pub fn add_shim(
 
 /// The DHCP server `dhcp = {...}` uplinks run (Debian package dnsmasq-base).
 pub const DNSMASQ: &str = "/usr/sbin/dnsmasq";
+
+/// `etcd` for labs with `[etcd]` (Debian package etcd-server), from PATH.
+pub fn etcd_bin() -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin".into());
+    std::env::split_paths(&path)
+        .map(|d| d.join("etcd"))
+        .find(|p| p.is_file())
+}
+
+/// Where the `cluster` IPAM plugin may be: next to this macvnet binary (a cargo build puts
+/// every bin of the workspace there), then the usual CNI plugin dirs.
+pub fn cluster_plugin_candidates() -> Vec<std::path::PathBuf> {
+    let mut v = Vec::new();
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        v.push(dir.join("cluster"));
+    }
+    v.push("/opt/cni/bin/cluster".into());
+    v.push("/usr/lib/cni/cluster".into());
+    v
+}
+
+/// The lab's etcd client port (and peer port + 1) on the `[etcd]` address.
+pub const ETCD_PORT: u16 = 2379;
+
+fn etcd_url(ip: std::net::IpAddr, port: u16) -> String {
+    format!("http://{}", std::net::SocketAddr::new(ip, port))
+}
+
+/// Per-host copy of the lab's network config: node and dataDir name the host.
+fn node_conf(cs: &ClusterState, host: &str) -> serde_json::Value {
+    let mut conf = cs.conf.clone();
+    conf["ipam"]["node"] = host.into();
+    conf["ipam"]["dataDir"] = Path::new(&cs.data_dir)
+        .join(host)
+        .display()
+        .to_string()
+        .into();
+    conf
+}
+
+/// How long one plugin call may take before it is killed (its own etcd timeout is shorter).
+const PLUGIN_LIMIT: Duration = Duration::from_secs(30);
+
+/// Run the `cluster` plugin in `host` (physical namespace) for one CNI command; the result
+/// JSON on success, the reason otherwise.
+fn run_plugin(
+    cs: &ClusterState,
+    cmd: &str,
+    host: &NetnsRef,
+    container_id: &str,
+    ifname: &str,
+    container_ns: &NetnsRef,
+    conf: &serde_json::Value,
+) -> Result<serde_json::Value, String> {
+    use std::io::{Read, Write};
+    let mut c = nl::netns::command_in(host, &cs.plugin).map_err(|e| e.to_string())?;
+    c.env_clear()
+        .env("CNI_COMMAND", cmd)
+        .env("CNI_CONTAINERID", container_id)
+        .env("CNI_IFNAME", ifname)
+        .env("CNI_NETNS", container_ns.path())
+        .env(
+            "CNI_PATH",
+            Path::new(&cs.plugin).parent().unwrap_or(Path::new("/")),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if container_ns == host {
+        // A child in its parent's own namespace: CNI_NETNS is the plugin's namespace on purpose.
+        c.env("CNI_NETNS_OVERRIDE", "1");
+    }
+    let mut child = c
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", cs.plugin))?;
+    if let Some(mut input) = child.stdin.take() {
+        let _ = input.write_all(conf.to_string().as_bytes());
+    }
+    let deadline = Instant::now() + PLUGIN_LIMIT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{cmd} did not finish in {PLUGIN_LIMIT:?}; killed"));
+            }
+            Err(e) => return Err(format!("waiting for {cmd}: {e}")),
+        }
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    if let Some(mut o) = child.stdout.take() {
+        let _ = o.read_to_string(&mut out);
+    }
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or(serde_json::Value::Null);
+    if status.success() {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{cmd} failed ({status}): {} {}",
+            out.trim(),
+            err.trim()
+        ))
+    }
+}
 
 /// What a lab child asks its DHCP server for.
 fn lease_options() -> LeaseOptions {
@@ -185,13 +297,21 @@ impl Builder<'_> {
             || format!("opening netns {host_ns}"),
             self.ns(host_ns)?.open(),
         )?;
+        let shared = self
+            .t
+            .uplinks
+            .get(u.segment)
+            .is_some_and(|o| !std::ptr::eq(o, u));
         match &u.switch {
             Some(sw) => {
-                // The lan name is a bridge standing for the external switch; the veth is its port.
-                self.nl(
-                    || format!("creating bridge {} in {lan_ns}", u.lan.name),
-                    lan.add_bridge(&u.lan.name),
-                )?;
+                // The lan name is a bridge standing for the external switch; the veth is its
+                // port. Uplinks sharing the switch of an earlier one only add their port.
+                if !shared {
+                    self.nl(
+                        || format!("creating bridge {} in {lan_ns}", u.lan.name),
+                        lan.add_bridge(&u.lan.name),
+                    )?;
+                }
                 let step = || format!("creating veth {} / {}", sw.port, u.parent.name);
                 self.nl(
                     step,
@@ -298,6 +418,7 @@ impl Builder<'_> {
             pid,
             netns: ns.label(),
             leasefile: leasefile.display().to_string(),
+            datadir: None,
         });
         state::save(&self.st)?;
         // It binds its socket at once; an early exit (bad option, address in use) shows here.
@@ -351,6 +472,132 @@ impl Builder<'_> {
         state::save(&self.st)?;
         let mut h = self.handle(netns)?;
         self.addr(&mut h, netns, name, Some(address))
+    }
+
+    /// etcd on the `[etcd]` address, recorded in the state as soon as it is spawned; returns
+    /// once it answers.
+    fn etcd(&mut self, c: &ClusterDef, bin: &Path) -> Result<String, LabError> {
+        let lab = self.t.name.clone();
+        let fail = |detail: String| LabError::Etcd {
+            name: lab.clone(),
+            detail,
+        };
+        let ns = self.ns(&c.etcd_netns)?;
+        let dir = state::state_dir();
+        let data = dir.join(format!("{lab}.etcd"));
+        let logfile = dir.join(format!("{lab}.etcd.log"));
+        // Left by a crashed run (the state dir is ours): etcd must start a new cluster.
+        let _ = std::fs::remove_dir_all(&data);
+        let client = etcd_url(c.etcd_address, ETCD_PORT);
+        let peer = etcd_url(c.etcd_address, ETCD_PORT + 1);
+        let mut cmd = self.nl(
+            || format!("preparing etcd in {}", c.etcd_netns),
+            nl::netns::command_in(&ns, &bin.display().to_string()),
+        )?;
+        cmd.args(["--name", &lab])
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--listen-client-urls", &client])
+            .args(["--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer])
+            .args(["--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("{lab}={peer}")])
+            .args(["--initial-cluster-state", "new"])
+            .args(["--initial-cluster-token", &physical_name(self.st.pid, &lab)]);
+        let log = std::fs::File::create(&logfile)
+            .map_err(|e| fail(format!("creating {}: {e}", logfile.display())))?;
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| fail(format!("starting {}: {e}", bin.display())))?;
+        self.st.daemons.push(DaemonState {
+            pid: i32::try_from(child.id()).unwrap_or(0),
+            netns: ns.label(),
+            leasefile: String::new(),
+            datadir: Some(data.display().to_string()),
+        });
+        state::save(&self.st)?;
+        let cfg = macvnet_cluster::etcd::ClientConfig {
+            endpoints: vec![client.clone()],
+            tls: Default::default(),
+            dial_timeout: Duration::from_millis(500),
+            request_timeout: Duration::from_secs(2),
+        };
+        let api = macvnet_cluster::etcd::Client::new(&cfg).map_err(|e| fail(e.to_string()))?;
+        // Bounded: a single member on tmpfs is up within a second or two.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let pinged = nl::netns::run_in(&ns, || {
+                api.ping(Instant::now() + Duration::from_secs(2)).is_ok()
+            });
+            if pinged.unwrap_or(false) {
+                return Ok(client);
+            }
+            let exited = child.try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() >= deadline {
+                let text = std::fs::read_to_string(&logfile).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(5).collect();
+                let why = exited.map_or("not answering after 20 s".to_string(), |s| {
+                    format!("exited at start ({s})")
+                });
+                return Err(fail(format!(
+                    "{why} on {client}; log {}: {}",
+                    logfile.display(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Allocate child `c`'s address with the `cluster` plugin run in its host namespace (the
+    /// node), record it, put it on the link.
+    fn allocate(&mut self, c: &Child, host: &str) -> Result<(), LabError> {
+        let lab = self.t.name.clone();
+        let cs = self
+            .st
+            .cluster
+            .clone()
+            .ok_or_else(|| LabError::Partial { name: lab.clone() })?;
+        let container_id = format!(
+            "{}-{}-{}",
+            physical_name(self.st.pid, &lab),
+            c.netns,
+            c.name
+        );
+        self.st.allocations.push(AllocState {
+            netns: c.netns.clone(),
+            child: c.name.clone(),
+            host: host.to_string(),
+            container_id: container_id.clone(),
+            address: None,
+        });
+        state::save(&self.st)?;
+        let (host_ns, child_ns) = (self.ns(host)?, self.ns(&c.netns)?);
+        let fail = |detail: String| LabError::Cluster {
+            name: lab.clone(),
+            detail: format!("{} in {} (node {host}): {detail}", c.name, c.netns),
+        };
+        let v = run_plugin(
+            &cs,
+            "ADD",
+            &host_ns,
+            &container_id,
+            &c.name,
+            &child_ns,
+            &node_conf(&cs, host),
+        )
+        .map_err(fail)?;
+        let address: IpNet = v["ips"][0]["address"]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| fail(format!("no address in the result {v}")))?;
+        if let Some(a) = self.st.allocations.last_mut() {
+            a.address = Some(address);
+        }
+        state::save(&self.st)?;
+        let mut h = self.handle(&c.netns)?;
+        self.addr(&mut h, &c.netns, &c.name, Some(address))
     }
 
     fn children(&mut self) -> Result<(), LabError> {
@@ -408,6 +655,10 @@ impl Builder<'_> {
             if c.dhcp {
                 self.lease(&c.netns, &c.name)?;
             }
+            if c.cluster {
+                let host = host_ns.clone();
+                self.allocate(c, &host)?;
+            }
         }
         Ok(())
     }
@@ -435,6 +686,29 @@ pub fn up(t: &Topology, file: &str) -> Result<LabState, LabError> {
         }
         tracing::info!(lab = %t.name, "removing stale state (no live namespaces)");
     }
+    let cluster_bins = match &t.cluster {
+        None => None,
+        Some(_) => {
+            let etcd = etcd_bin().ok_or_else(|| LabError::Etcd {
+                name: t.name.clone(),
+                detail: "etcd not found in PATH: a lab with [etcd] runs it (apt-get install etcd-server)"
+                    .into(),
+            })?;
+            let candidates = cluster_plugin_candidates();
+            let plugin = candidates.iter().find(|p| p.is_file()).ok_or_else(|| {
+                let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+                LabError::Cluster {
+                    name: t.name.clone(),
+                    detail: format!(
+                        "the cluster plugin is not in {} (cargo build --release --workspace builds it \
+                         next to macvnet)",
+                        tried.join(", ")
+                    ),
+                }
+            })?;
+            Some((etcd, plugin.clone()))
+        }
+    };
     if t.uplinks.iter().any(|u| u.dhcp.is_some()) && !Path::new(DNSMASQ).exists() {
         return Err(LabError::Dnsmasq {
             name: t.name.clone(),
@@ -458,6 +732,34 @@ pub fn up(t: &Topology, file: &str) -> Result<LabState, LabError> {
             b.dnsmasq(u, d)?;
         }
     }
+    if let (Some(c), Some((etcd, plugin))) = (&t.cluster, &cluster_bins) {
+        let endpoint = b.etcd(c, etcd)?;
+        let mut ipam = serde_json::json!({
+            "type": "cluster",
+            "range": c.range.to_string(),
+            "exclude": c.exclude.iter().map(|x| x.to_string()).collect::<Vec<_>>(),
+            "etcd": {"endpoints": [endpoint], "prefix": "/macvnet-lab", "timeoutMs": 10000},
+            "blocks": if c.blocks == 0 { serde_json::json!(false) } else { serde_json::json!({"size": c.blocks}) },
+        });
+        if let Some(g) = c.gateway {
+            ipam["gateway"] = g.to_string().into();
+        }
+        b.st.cluster = Some(ClusterState {
+            plugin: plugin.display().to_string(),
+            conf: serde_json::json!({
+                "cniVersion": "1.1.0",
+                "name": t.name,
+                "type": "macvlan",
+                "ipam": ipam,
+            }),
+            etcd_netns: b.st.physical(&c.etcd_netns).unwrap_or_default().to_string(),
+            data_dir: state::state_dir()
+                .join(format!("{}.cluster", t.name))
+                .display()
+                .to_string(),
+        });
+        state::save(&b.st)?;
+    }
     b.children()?;
     b.st.complete = true;
     state::save(&b.st)?;
@@ -472,6 +774,9 @@ pub struct DownReport {
     pub removed: Vec<String>,
     /// Nothing was up.
     pub nothing_to_do: bool,
+    /// Address records etcd still held after `down` DELeted every cluster child (0 is right).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_records_left: Option<usize>,
 }
 
 /// Remove exactly what the state lists (namespaces take their links with them). Idempotent.
@@ -481,10 +786,12 @@ pub fn down(lab: &str) -> Result<DownReport, LabError> {
             lab: lab.to_string(),
             removed: vec![],
             nothing_to_do: true,
+            cluster_records_left: None,
         });
     };
     let live = live_namespaces(&st);
     release_leases(&st);
+    let cluster_records_left = release_cluster(&st);
     let mut first_err = None;
     for d in &st.daemons {
         if let Err(detail) = stop_daemon(d) {
@@ -518,6 +825,7 @@ pub fn down(lab: &str) -> Result<DownReport, LabError> {
         lab: lab.to_string(),
         nothing_to_do: live.is_empty(),
         removed: live,
+        cluster_records_left,
     })
 }
 
@@ -546,6 +854,55 @@ fn release_leases(st: &LabState) {
     }
 }
 
+/// DEL every recorded cluster attachment in its host namespace (etcd still runs), then drop
+/// the plugin's data dirs. Best effort: a failed DEL is logged. Returns how many address
+/// records etcd still holds afterwards (None: no cluster, or etcd unreadable).
+fn release_cluster(st: &LabState) -> Option<usize> {
+    let cs = st.cluster.as_ref()?;
+    for a in &st.allocations {
+        let (Some(host), Some(child)) = (st.physical(&a.host), st.physical(&a.netns)) else {
+            continue;
+        };
+        let (host, child) = (
+            NetnsRef::Named(host.to_string()),
+            NetnsRef::Named(child.to_string()),
+        );
+        if let Err(e) = run_plugin(
+            cs,
+            "DEL",
+            &host,
+            &a.container_id,
+            &a.child,
+            &child,
+            &node_conf(cs, &a.host),
+        ) {
+            tracing::warn!(child = %a.child, error = %e, "releasing the cluster address");
+        }
+    }
+    let dir = Path::new(&cs.data_dir);
+    if dir.starts_with(state::state_dir()) {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let conf = node_conf(cs, "lab");
+    let ipam = macvnet_cluster::Config::parse(conf.to_string().as_bytes())
+        .ok()
+        .and_then(|c| macvnet_cluster::Ipam::new(c).ok())?;
+    let etcd_ns = NetnsRef::Named(cs.etcd_netns.clone());
+    let left = nl::netns::run_in(&etcd_ns, || ipam.records().map(|r| r.len()));
+    match left {
+        Ok(Ok(n)) => {
+            if n > 0 {
+                tracing::warn!(records = n, "cluster addresses left in etcd after DEL");
+            }
+            Some(n)
+        }
+        other => {
+            tracing::debug!(result = ?other.map(|r| r.map_err(|e| e.to_string())), "reading etcd after DEL");
+            None
+        }
+    }
+}
+
 /// Whether `pid` runs (not a zombie).
 fn running(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
@@ -555,18 +912,25 @@ fn running(pid: i32) -> bool {
     })
 }
 
-/// Kill a daemon `up` started, by pid, after checking it is still that dnsmasq (its command
-/// line names our lease file), so a reused pid is never hit. Waits (bounded) for it to go.
+/// Kill a daemon `up` started, by pid, after checking it is still that dnsmasq or etcd (its
+/// command line names our lease file or data dir), so a reused pid is never hit. Waits
+/// (bounded) for it to go.
 fn stop_daemon(d: &DaemonState) -> Result<(), String> {
     use nix::sys::signal::{kill, Signal};
     use nix::sys::wait::{waitpid, WaitPidFlag};
     use nix::unistd::Pid;
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", d.pid)).unwrap_or_default();
     let cmdline = String::from_utf8_lossy(&cmdline);
-    let ours = d.pid > 1 && cmdline.contains("dnsmasq") && cmdline.contains(&d.leasefile);
+    // etcd's data is thrown away: SIGKILL at once (a `lab run` child also inherits blocked
+    // SIGTERM).
+    let (program, mark, signal) = match &d.datadir {
+        Some(dir) => ("etcd", dir.as_str(), Signal::SIGKILL),
+        None => ("dnsmasq", d.leasefile.as_str(), Signal::SIGTERM),
+    };
+    let ours = d.pid > 1 && !mark.is_empty() && cmdline.contains(program) && cmdline.contains(mark);
     if ours && running(d.pid) {
         let pid = Pid::from_raw(d.pid);
-        let _ = kill(pid, Signal::SIGTERM);
+        let _ = kill(pid, signal);
         let mut deadline = Instant::now() + Duration::from_secs(3);
         let mut killed = false;
         // Bounded: SIGKILL after 3 s, give up after 5 s.
@@ -586,6 +950,14 @@ fn stop_daemon(d: &DaemonState) -> Result<(), String> {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+    if let Some(dir) = &d.datadir {
+        let dir = Path::new(dir);
+        if dir.starts_with(state::state_dir()) {
+            let _ = std::fs::remove_dir_all(dir);
+            let _ = std::fs::remove_file(dir.with_extension("etcd.log"));
+        }
+        return Ok(());
     }
     let lease = Path::new(&d.leasefile);
     for ext in ["leases", "pid", "log"] {

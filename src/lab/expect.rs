@@ -332,7 +332,8 @@ fn passthru_on(t: &Topology, uplink: usize) -> bool {
 
 /// Does a frame from `s` reach `r`'s stack? Err carries the reason it does not.
 fn l2(t: &Topology, s: &Port, r: &Port) -> Result<&'static str, &'static str> {
-    if s.uplink() != r.uplink() {
+    let segment = |u: usize| t.uplinks.get(u).map_or(u, |x| x.segment);
+    if segment(s.uplink()) != segment(r.uplink()) {
         return Err("different uplinks: separate L2 segments, and nothing routes between them");
     }
     let u = s.uplink();
@@ -365,6 +366,21 @@ fn l2(t: &Topology, s: &Port, r: &Port) -> Result<&'static str, &'static str> {
                 "source mode: the peer's MAC is not on the child's source list (no replies)",
             );
         }
+    }
+    if s.uplink() != r.uplink() {
+        // Uplinks on one shared switch: a frame leaves one parent's wire and arrives on the
+        // other's like any frame from the LAN (macvlan_handle_frame looks up the destination
+        // MAC), whatever the modes; only a passthru child's parent has no traffic of its own.
+        let silent = |p: &Port| matches!(p, Port::Parent { .. }) && passthru_on(t, p.uplink());
+        if silent(s) || silent(r) {
+            return Err("passthru: the child takes over every frame of the parent, which has no traffic of its own");
+        }
+        if matches!(s, Port::Gateway { .. }) || matches!(r, Port::Gateway { .. }) {
+            return Ok("the gateway is the shared switch itself, on every host's wire");
+        }
+        return Ok(
+            "one shared switch: the frame crosses the bridge from one host's uplink to the other's",
+        );
     }
     match (s, r) {
         (Port::Gateway { .. }, Port::Parent { .. })

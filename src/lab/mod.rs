@@ -62,6 +62,10 @@ pub enum LabError {
     },
     #[error("lab {name}: dnsmasq: {detail}")]
     Dnsmasq { name: String, detail: String },
+    #[error("lab {name}: etcd: {detail}")]
+    Etcd { name: String, detail: String },
+    #[error("lab {name}: cluster IPAM: {detail}")]
+    Cluster { name: String, detail: String },
     #[error("lab {name} is only partly up (an earlier `up` failed); run `macvnet lab down` and try again")]
     Partial { name: String },
 }

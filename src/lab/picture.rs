@@ -28,6 +28,16 @@ pub fn picture(t: &Topology, st: Option<&LabState>) -> Picture {
             }
         })
         .collect();
+    if let Some(c) = &t.cluster {
+        if let Some(n) = t.netns.iter().position(|n| n.name == c.etcd_netns) {
+            if let Some(pn) = nss.get_mut(n) {
+                pn.label.push_str(&format!(
+                    " [etcd {}:2379, pool {}]",
+                    c.etcd_address, c.range
+                ));
+            }
+        }
+    }
     let mut push = |ns: &str, l: PicLink| {
         if let Some(i) = t.netns.iter().position(|n| n.name == ns) {
             if let Some(pn) = nss.get_mut(i) {
@@ -35,8 +45,12 @@ pub fn picture(t: &Topology, st: Option<&LabState>) -> Picture {
             }
         }
     };
-    for u in &t.uplinks {
+    let leased = st.map(|s| s.with_leases(t));
+    let t = leased.as_ref().unwrap_or(t);
+    for (i, u) in t.uplinks.iter().enumerate() {
         let lan_id = id(&u.lan.netns, &u.lan.name);
+        // An uplink on the switch of an earlier one adds only its port.
+        let shared = u.segment != i;
         let mut gw_notes = vec!["gateway".to_string()];
         let peer_of_parent = match &u.switch {
             Some(sw) => {
@@ -57,22 +71,24 @@ pub fn picture(t: &Topology, st: Option<&LabState>) -> Picture {
             }
             None => lan_id.clone(),
         };
-        push(
-            &u.lan.netns,
-            PicLink {
-                id: lan_id.clone(),
-                name: u.lan.name.clone(),
-                kind: if u.switch.is_some() {
-                    "bridge".into()
-                } else {
-                    "veth".into()
+        if !shared {
+            push(
+                &u.lan.netns,
+                PicLink {
+                    id: lan_id.clone(),
+                    name: u.lan.name.clone(),
+                    kind: if u.switch.is_some() {
+                        "bridge".into()
+                    } else {
+                        "veth".into()
+                    },
+                    mac: u.lan.mac.map(|m| m.to_string()),
+                    addrs: u.lan.address.iter().map(|a| a.to_string()).collect(),
+                    notes: gw_notes,
+                    ..Default::default()
                 },
-                mac: u.lan.mac.map(|m| m.to_string()),
-                addrs: u.lan.address.iter().map(|a| a.to_string()).collect(),
-                notes: gw_notes,
-                ..Default::default()
-            },
-        );
+            );
+        }
         let parent_id = id(&u.parent.netns, &u.parent.name);
         push(
             &u.parent.netns,
@@ -115,6 +131,9 @@ pub fn picture(t: &Topology, st: Option<&LabState>) -> Picture {
         }
         if c.nopromisc {
             notes.push("nopromisc".to_string());
+        }
+        if c.cluster {
+            notes.push(format!("address from the pool (node {})", u.parent.netns));
         }
         notes.extend(c.source_macs.iter().map(|m| format!("from {m}")));
         push(

@@ -30,6 +30,36 @@ pub struct LabState {
     /// DHCP leases of `address = "dhcp"` children; `check` reads their addresses here.
     #[serde(default)]
     pub leases: Vec<LeaseState>,
+    /// The network config `up` runs the `cluster` IPAM plugin with (node filled in per call).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterState>,
+    /// Attachments of `address = "cluster"` children, each recorded before its ADD runs, so
+    /// `down` DELs even one whose ADD was interrupted.
+    #[serde(default)]
+    pub allocations: Vec<AllocState>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterState {
+    /// The `cluster` plugin binary.
+    pub plugin: String,
+    pub conf: serde_json::Value,
+    /// Physical namespace etcd runs in (where `down` reads what is left).
+    pub etcd_netns: String,
+    /// Per-host dataDir parent (under the state dir), removed by `down`.
+    pub data_dir: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AllocState {
+    /// Logical namespace and link name of the child.
+    pub netns: String,
+    pub child: String,
+    /// Logical host namespace the plugin runs in; the node name.
+    pub host: String,
+    pub container_id: String,
+    /// None until the ADD answered.
+    pub address: Option<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,8 +67,12 @@ pub struct DaemonState {
     pub pid: i32,
     /// Physical namespace it runs in.
     pub netns: String,
-    /// Its lease file: also how `down` recognises the process before killing it.
+    /// Its lease file (dnsmasq): also how `down` recognises the process before killing it.
+    #[serde(default)]
     pub leasefile: String,
+    /// Its data directory (etcd), the mark `down` recognises it by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datadir: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -66,7 +100,7 @@ impl LabState {
             .map(|n| n.physical.as_str())
     }
 
-    /// The topology with each DHCP child's leased address filled in.
+    /// The topology with each DHCP or cluster child's address filled in.
     pub fn with_leases(&self, t: &super::topo::Topology) -> super::topo::Topology {
         let mut t = t.clone();
         for c in t.children.iter_mut().filter(|c| c.dhcp) {
@@ -76,6 +110,15 @@ impl LabState {
                 .find(|l| l.netns == c.netns && l.child == c.name)
             {
                 c.address = Some(l.address);
+            }
+        }
+        for c in t.children.iter_mut().filter(|c| c.cluster) {
+            if let Some(a) = self
+                .allocations
+                .iter()
+                .find(|a| a.netns == c.netns && a.child == c.name)
+            {
+                c.address = a.address;
             }
         }
         t

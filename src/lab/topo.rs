@@ -19,6 +19,21 @@ pub struct Topology {
     pub netns: Vec<NsDef>,
     pub uplinks: Vec<Uplink>,
     pub children: Vec<Child>,
+    /// `[etcd]` + `[pool]`: one address pool for `address = "cluster"` children of every host.
+    pub cluster: Option<ClusterDef>,
+}
+
+/// Where the lab's etcd runs and the pool the `cluster` IPAM plugin hands out.
+#[derive(Debug, Clone)]
+pub struct ClusterDef {
+    /// Logical namespace etcd runs in, and the address (of a link there) it listens on.
+    pub etcd_netns: String,
+    pub etcd_address: IpAddr,
+    pub range: IpNet,
+    pub exclude: Vec<IpNet>,
+    pub gateway: Option<IpAddr>,
+    /// Per-node block size; 0 = no blocks.
+    pub blocks: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -62,6 +77,9 @@ pub struct Uplink {
     pub shim: Option<Shim>,
     /// dnsmasq serving leases on the lan end.
     pub dhcp: Option<DhcpServe>,
+    /// Index of the first uplink on the same switch (its own index unless it shares the
+    /// bridge of an earlier uplink): uplinks of one segment are one L2 network.
+    pub segment: usize,
 }
 
 /// A DHCP server (dnsmasq) on the lan end of an uplink.
@@ -87,6 +105,8 @@ pub struct Child {
     pub nopromisc: bool,
     /// `address = "dhcp"`: leased from the uplink's dnsmasq by `up` (then in the state).
     pub dhcp: bool,
+    /// `address = "cluster"`: allocated by the `cluster` IPAM plugin from the lab's pool.
+    pub cluster: bool,
 }
 
 impl Topology {
@@ -112,6 +132,25 @@ struct RawFile {
     uplink: Vec<RawUplink>,
     #[serde(default)]
     child: Vec<RawChild>,
+    etcd: Option<RawEtcd>,
+    pool: Option<RawPool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEtcd {
+    netns: Spanned<String>,
+    address: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPool {
+    range: Spanned<String>,
+    #[serde(default)]
+    exclude: Vec<Spanned<String>>,
+    gateway: Option<Spanned<String>>,
+    blocks: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -461,6 +500,152 @@ impl Validator<'_> {
         Ok(())
     }
 
+    /// `[etcd]` and `[pool]`: both or neither; etcd on an address of its namespace that every
+    /// host running the plugin can reach on-link; the pool inside the lab ranges, and every
+    /// static address inside it excluded (or the gateway), so nothing is handed out twice.
+    fn cluster(
+        &mut self,
+        raw: &RawFile,
+        known: &[NsDef],
+        uplinks: &[Uplink],
+        children: &[Child],
+    ) -> Result<Option<ClusterDef>, LabError> {
+        let (e, p) = match (&raw.etcd, &raw.pool) {
+            (None, None) => return Ok(None),
+            (Some(e), Some(p)) => (e, p),
+            (Some(e), None) => {
+                return self.err(e.netns.span(), "[etcd] needs a [pool] section as well")
+            }
+            (None, Some(p)) => {
+                return self.err(p.range.span(), "[pool] needs an [etcd] section as well")
+            }
+        };
+        let etcd_netns = self.netns_ref(&e.netns, known)?;
+        let etcd_address: IpAddr = e.address.get_ref().parse().or_else(|_| {
+            self.err(
+                e.address.span(),
+                format!(
+                    "etcd address {:?}: expected a plain address like 198.18.0.1 (no prefix)",
+                    e.address.get_ref()
+                ),
+            )
+        })?;
+        // Every address the lab puts on a link: (netns, address).
+        let mut statics: Vec<(&str, IpNet)> = Vec::new();
+        for u in uplinks {
+            for end in [&u.lan, &u.parent] {
+                if let Some(a) = end.address {
+                    statics.push((&end.netns, a));
+                }
+            }
+            if let Some(sh) = &u.shim {
+                statics.push((&u.parent.netns, sh.address));
+            }
+        }
+        for c in children {
+            if let Some(a) = c.address {
+                statics.push((&c.netns, a));
+            }
+        }
+        if !statics
+            .iter()
+            .any(|(ns, a)| *ns == etcd_netns && a.addr() == etcd_address)
+        {
+            return self.err(
+                e.address.span(),
+                format!(
+                    "etcd address {etcd_address} is not on any link of netns {etcd_netns:?}: give it \
+                     to the switch (lan end) or another link there"
+                ),
+            );
+        }
+        let range = self.net(&p.range)?;
+        if range.trunc() != range {
+            return self.err(
+                p.range.span(),
+                format!("pool range {range}: give the network, {}", range.trunc()),
+            );
+        }
+        let mut exclude = Vec::new();
+        for x in &p.exclude {
+            let net = self.net(x)?;
+            if !range.contains(&net) {
+                return self.err(
+                    x.span(),
+                    format!("exclude {net} is outside the pool {range}"),
+                );
+            }
+            exclude.push(net);
+        }
+        let gateway = match &p.gateway {
+            None => None,
+            Some(g) => {
+                let ip: IpAddr = g
+                    .get_ref()
+                    .parse()
+                    .or_else(|_| self.err(g.span(), format!("bad gateway {:?}", g.get_ref())))?;
+                if !range.contains(&ip) {
+                    return self.err(
+                        g.span(),
+                        format!("gateway {ip} is outside the pool {range}"),
+                    );
+                }
+                Some(ip)
+            }
+        };
+        for (_, a) in &statics {
+            let ip = a.addr();
+            let taken = gateway == Some(ip) || exclude.iter().any(|x| x.contains(&ip));
+            if range.contains(&ip) && !taken {
+                let line = self.seen_addrs.get(&ip).copied().unwrap_or(0);
+                return Err(LabError::Invalid {
+                    file: self.file.to_string(),
+                    line: line_of(self.text, p.range.span().start),
+                    msg: format!(
+                        "{ip} (line {line}) is inside the pool {range} but not excluded: the \
+                         plugin could hand it to a child as well; add it to exclude"
+                    ),
+                });
+            }
+        }
+        // The plugin runs in each cluster child's host namespace and dials etcd there.
+        for c in children.iter().filter(|c| c.cluster) {
+            let Some(u) = uplinks.get(c.uplink) else {
+                continue;
+            };
+            let host = &u.parent.netns;
+            let on_link = statics
+                .iter()
+                .any(|(ns, a)| ns == host && a.trunc().contains(&etcd_address));
+            if !on_link && *host != etcd_netns {
+                return self.err(
+                    e.address.span(),
+                    format!(
+                        "host netns {host:?} runs the cluster plugin for {} but has no address on \
+                         etcd's subnet: give its parent an address next to {etcd_address}",
+                        c.name
+                    ),
+                );
+            }
+        }
+        let blocks = p.blocks.as_ref().map_or(16, |b| *b.get_ref());
+        if blocks > 1 << 20 {
+            let span = p.blocks.as_ref().map(|b| b.span()).unwrap_or_default();
+            return self.err(
+                span,
+                format!("blocks = {blocks}: at most 1048576 (0: no blocks)"),
+            );
+        }
+        Ok(Some(ClusterDef {
+            etcd_netns,
+            etcd_address,
+            range,
+            exclude,
+            gateway,
+            blocks,
+        }))
+    }
+
     fn run(mut self, raw: RawFile) -> Result<Topology, LabError> {
         let name = self.ident(&raw.name, "lab name")?;
         let mut netns: Vec<NsDef> = Vec::new();
@@ -499,7 +684,37 @@ impl Validator<'_> {
                     "a DHCP server belongs on the lan side, not on the parent",
                 );
             }
-            let lan = self.iface(&u.lan, &netns)?;
+            // Several uplinks may name one switch (same lan netns and bridge name): the first
+            // creates the bridge and carries its address; the others only add their port.
+            let segment = uplinks
+                .iter()
+                .position(|o: &Uplink| {
+                    o.switch.is_some()
+                        && u.switch.is_some()
+                        && o.lan.netns == *u.lan.netns.get_ref()
+                        && o.lan.name == *u.lan.name.get_ref()
+                })
+                .unwrap_or(i);
+            let lan = if segment == i {
+                self.iface(&u.lan, &netns)?
+            } else {
+                if u.lan.address.is_some() || u.lan.mac.is_some() || u.lan.dhcp.is_some() {
+                    return self.err(
+                        u.lan.name.span(),
+                        format!(
+                            "switch {:?} is shared with an earlier uplink: give its address, mac \
+                             and dhcp only on the first uplink that names it",
+                            u.lan.name.get_ref()
+                        ),
+                    );
+                }
+                Iface {
+                    netns: self.netns_ref(&u.lan.netns, &netns)?,
+                    name: u.lan.name.get_ref().clone(),
+                    address: None,
+                    mac: None,
+                }
+            };
             let dhcp = u
                 .lan
                 .dhcp
@@ -561,6 +776,7 @@ impl Validator<'_> {
                 switch,
                 shim,
                 dhcp,
+                segment,
             });
         }
 
@@ -624,7 +840,20 @@ impl Validator<'_> {
             let ns = self.netns_ref(&c.netns, &netns)?;
             let name = self.claim_name(&ns, &c.name)?;
             let dhcp = c.address.as_ref().is_some_and(|a| a.get_ref() == "dhcp");
-            let address = if dhcp {
+            let cluster = c.address.as_ref().is_some_and(|a| a.get_ref() == "cluster");
+            let address = if cluster {
+                let span = c.address.as_ref().map(|a| a.span()).unwrap_or_default();
+                if raw.pool.is_none() || raw.etcd.is_none() {
+                    return self.err(
+                        span,
+                        "address = \"cluster\" needs the lab's [etcd] and [pool] sections",
+                    );
+                }
+                if tap {
+                    return self.err(span, "address = \"cluster\" needs kind = \"macvlan\"");
+                }
+                None
+            } else if dhcp {
                 let span = c.address.as_ref().map(|a| a.span()).unwrap_or_default();
                 if uplinks.get(uplink).is_none_or(|u| u.dhcp.is_none()) {
                     return self.err(
@@ -686,15 +915,18 @@ impl Validator<'_> {
                 source_macs,
                 nopromisc: c.nopromisc,
                 dhcp,
+                cluster,
             });
         }
         self.shared_subnets(&uplinks, &children)?;
+        let cluster = self.cluster(&raw, &netns, &uplinks, &children)?;
         Ok(Topology {
             name,
             description: raw.description,
             netns,
             uplinks,
             children,
+            cluster,
         })
     }
 }
