@@ -13,11 +13,13 @@
 //!   ignores it (not an IP name) but its DEL removes it (same content).
 //! - Temporary files are `.macvnet-tmp.<pid>.*`; under the lock any such file
 //!   belongs to a dead process, and GC removes it.
+//! - DEL finds the address files of an attachment with a marker by the marker's
+//!   inode while listing, without opening any other entry (see `marker_links`).
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::net::IpAddr;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, DirEntryExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -87,12 +89,19 @@ pub enum StoreError {
 
 thread_local! {
     static SCANS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    static READS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// How many directory listings this thread has made (tests check that ADD
 /// makes none in the common case).
 pub fn dir_scans_on_this_thread() -> usize {
     SCANS.with(|c| c.get())
+}
+
+/// How many entry files this thread has opened to read (tests check that DEL
+/// of an attachment with a marker reads none but the marker).
+pub fn entry_reads_on_this_thread() -> usize {
+    READS.with(|c| c.get())
 }
 
 /// The store of one network: `<dataDir>/<network>`.
@@ -139,6 +148,7 @@ fn classify(name: &str) -> EntryKind {
 
 /// Read a small file; None when missing, unreadable or too large to be an entry.
 pub fn read_entry(path: &Path) -> Option<String> {
+    READS.with(|c| c.set(c.get() + 1));
     let f = File::open(path).ok()?;
     let mut s = String::new();
     f.take(MAX_ENTRY + 1).read_to_string(&mut s).ok()?;
@@ -443,6 +453,49 @@ impl Locked<'_> {
         Ok(out)
     }
 
+    /// The marker of (id, ifname) and the address files hard-linked from it,
+    /// found by inode while listing: no other entry is opened. None (the caller
+    /// reads every entry instead) when there is no marker with the entry content,
+    /// it has no links, or the links found do not account for its link count.
+    /// Relies on what ADD guarantees: with the marker present, the attachment's
+    /// address files are all links of it (the reference refuses to ADD an
+    /// attachment that holds an address, and we link every address we reserve).
+    fn marker_links(&self, id: &str, ifname: &str) -> Option<(PathBuf, Vec<Entry>)> {
+        let marker = self.marker_path(id, ifname)?;
+        let meta = marker.symlink_metadata().ok()?;
+        if !meta.is_file() || meta.nlink() < 2 {
+            return None;
+        }
+        if read_entry(&marker)? != entry_content(id, ifname) {
+            return None;
+        }
+        let want = usize::try_from(meta.nlink() - 1).ok()?;
+        let marker_name = marker.file_name()?;
+        SCANS.with(|c| c.set(c.get() + 1));
+        let mut found = Vec::new();
+        for de in fs::read_dir(self.dir()).ok()? {
+            let de = de.ok()?;
+            if de.ino() != meta.ino() || de.file_name() == marker_name {
+                continue;
+            }
+            let kind = classify(de.file_name().to_str()?);
+            if !matches!(kind, EntryKind::Address(_)) {
+                return None;
+            }
+            // d_ino need not be st_ino on every filesystem (overlayfs): confirm.
+            let path = de.path();
+            let m = path.symlink_metadata().ok()?;
+            if m.ino() != meta.ino() || m.dev() != meta.dev() {
+                return None;
+            }
+            found.push(Entry { path, kind });
+            if found.len() == want {
+                return Some((marker, found));
+            }
+        }
+        None
+    }
+
     /// Release by (id, ifname): files holding `<id>\r\n<ifname>`, and the
     /// old-format `<id>` files when none matched (reference) or when
     /// `old_too` (the reference repeats the release per range set, so with two
@@ -454,6 +507,23 @@ impl Locked<'_> {
         ifname: &str,
         old_too: bool,
     ) -> Result<Vec<IpAddr>, StoreError> {
+        // Our attachments: the marker's links, no entry read. Old-format files
+        // are left then (an address matched), as below, unless `old_too`.
+        if !old_too {
+            if let Some((marker, linked)) = self.marker_links(id, ifname) {
+                let mut gone = Vec::with_capacity(linked.len());
+                for e in linked {
+                    self.remove(&e.path)?;
+                    macvnet_cni::failpoint!("host-local::del::after_release");
+                    if let EntryKind::Address(ip) = e.kind {
+                        gone.push(canonical_ip(ip));
+                    }
+                }
+                // Last, so a DEL killed before here still finds the rest by it.
+                self.remove(&marker)?;
+                return Ok(gone);
+            }
+        }
         let key = entry_content(id, ifname);
         let old = id.trim();
         let mut new_match = Vec::new();
@@ -508,5 +578,124 @@ impl Locked<'_> {
         let tmp = self.temp_path("probe");
         self.write_atomic(&tmp, "", "probe0")?;
         self.remove(&tmp)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    struct Tmp(PathBuf);
+    impl Tmp {
+        fn new(tag: &str) -> Tmp {
+            let p = std::env::temp_dir().join(format!("mvt-{}-store-{tag}", std::process::id()));
+            let _ = fs::remove_dir_all(&p);
+            fs::create_dir_all(&p).unwrap();
+            Tmp(p)
+        }
+    }
+    impl Drop for Tmp {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// Reserve `ips` for (id, ifname) the way ADD does: marker, then links.
+    fn attach(l: &Locked<'_>, id: &str, ifname: &str, ips: &[&str]) {
+        let src = l.prepare_source(id, ifname).unwrap();
+        for (n, a) in ips.iter().enumerate() {
+            assert!(l.reserve(&src, ip(a), n).unwrap());
+        }
+        l.finish_source(&src, true);
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn del_with_marker_reads_no_other_entry() {
+        let t = Tmp::new("fast");
+        let store = Store::open(&t.0, "n").unwrap();
+        let l = store.lock(LOCK_TIMEOUT).unwrap();
+        for i in 0..200 {
+            attach(&l, &format!("c{i}"), "eth0", &[&format!("198.18.1.{i}")]);
+        }
+        attach(&l, "me", "eth0", &["198.18.2.1", "2001:db8::1"]);
+        // A reference-written entry and an old-format one of the same id.
+        fs::write(store.dir().join("198.18.2.2"), "other\r\neth0").unwrap();
+        fs::write(store.dir().join("198.18.2.3"), "me").unwrap();
+        let before = names(store.dir());
+        let reads = entry_reads_on_this_thread();
+        let mut gone = l.release_by_id("me", "eth0", false).unwrap();
+        gone.sort();
+        assert_eq!(gone, [ip("198.18.2.1"), ip("2001:db8::1")]);
+        // Only the marker was read.
+        assert_eq!(entry_reads_on_this_thread() - reads, 1);
+        let after = names(store.dir());
+        let removed: Vec<&String> = before.iter().filter(|n| !after.contains(n)).collect();
+        assert_eq!(
+            removed,
+            [".macvnet-att:me:eth0", "198.18.2.1", "2001:db8::1"]
+        );
+        // The old-format file stays when an address matched, as on the slow path.
+        assert!(store.dir().join("198.18.2.3").exists());
+        // Then, none left in the new format, the reference's id-only fallback.
+        assert_eq!(
+            l.release_by_id("me", "eth0", false).unwrap(),
+            [ip("198.18.2.3")]
+        );
+        assert!(l.release_by_id("me", "eth0", false).unwrap().is_empty());
+    }
+
+    #[test]
+    fn del_falls_back_to_reading_when_marker_does_not_account() {
+        let t = Tmp::new("slow");
+        let store = Store::open(&t.0, "n").unwrap();
+        let l = store.lock(LOCK_TIMEOUT).unwrap();
+        attach(&l, "a", "eth0", &["198.18.3.1", "198.18.3.2"]);
+        // A DEL killed after its first removal: the marker counts one link.
+        fs::remove_file(store.dir().join("198.18.3.1")).unwrap();
+        // A reference-written attachment (no marker) and a stray link of "b"'s marker.
+        fs::write(store.dir().join("198.18.3.9"), "r\r\neth0").unwrap();
+        attach(&l, "b", "eth0", &["198.18.3.5"]);
+        fs::hard_link(
+            store.dir().join(".macvnet-att:b:eth0"),
+            store.dir().join("stray"),
+        )
+        .unwrap();
+
+        assert_eq!(
+            l.release_by_id("a", "eth0", false).unwrap(),
+            [ip("198.18.3.2")]
+        );
+        let reads = entry_reads_on_this_thread();
+        assert_eq!(
+            l.release_by_id("r", "eth0", false).unwrap(),
+            [ip("198.18.3.9")]
+        );
+        assert!(
+            entry_reads_on_this_thread() - reads > 1,
+            "no marker: read all"
+        );
+        // Links not all addresses: the slow path, same outcome; "stray" (Other) stays.
+        assert_eq!(
+            l.release_by_id("b", "eth0", false).unwrap(),
+            [ip("198.18.3.5")]
+        );
+        assert_eq!(
+            names(store.dir()),
+            ["last_reserved_ip.0", "last_reserved_ip.1", "lock", "stray"]
+        );
     }
 }
