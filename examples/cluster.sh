@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Cluster IPAM demo: three "hosts" (node names h0, h1, h2) share one pool kept in a 3-member
-# etcd. The lab format (examples/*.toml) has no IPAM or etcd, hence a script.
+# etcd. IPAM only, on loopback: it shows the operations (member loss, `ipam gc --dead`, GC).
+# For the same pool on real L2 (three host namespaces on one switch, children pinging each
+# other) see the lab examples/cluster.toml (`macvnet lab run examples/cluster.toml`).
 #
 # It starts etcd on free loopback ports (data on /dev/shm, killed by pid at exit), ADDs 8
 # containers per host through the `cluster` plugin, shows the pool, kills one etcd member and

@@ -1047,4 +1047,113 @@ address = "198.18.0.12/24"
         let (l, _) = line_err(&format!("{SEED}bogus = 1\n"));
         assert!(l > 0);
     }
+
+    const CLUSTER: &str = include_str!("../../examples/cluster.toml");
+
+    #[test]
+    fn cluster_example_parses() {
+        let t = parse(CLUSTER, "cluster.toml").unwrap();
+        assert_eq!(
+            t.uplinks.iter().map(|u| u.segment).collect::<Vec<_>>(),
+            [0, 0, 0]
+        );
+        assert!(t.uplinks[1].lan.address.is_none());
+        assert_eq!(t.uplinks[2].switch.as_ref().unwrap().port, "swp-c");
+        let c = t.cluster.as_ref().unwrap();
+        assert_eq!(c.etcd_address.to_string(), "198.18.0.1");
+        assert_eq!(
+            (c.range.to_string().as_str(), c.blocks),
+            ("198.18.0.0/24", 4)
+        );
+        assert!(t.children.iter().all(|c| c.cluster && c.address.is_none()));
+    }
+
+    #[test]
+    fn cluster_errors() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "lan = { netns = \"lan\", name = \"sw0\" }\nswitch = { port = \"swp-b\" }",
+                "lan = { netns = \"lan\", name = \"sw0\", address = \"198.18.0.9/24\" }\nswitch = { port = \"swp-b\" }",
+                "shared with an earlier uplink",
+            ),
+            // Without `switch` the same lan name is simply a duplicate link.
+            (
+                "switch = { port = \"swp-b\" }\n",
+                "",
+                "duplicate link name",
+            ),
+            ("[pool]", "[poolx]", "unknown field"),
+            ("address = \"198.18.0.1\"      #", "address = \"198.18.0.7\"      #", "not on any link"),
+            ("[etcd]\nnetns = \"lan\"", "[etcd]\nnetns = \"b1\"", "not on any link"),
+            ("[etcd]\nnetns = \"lan\"", "[etcd]\nnetns = \"nowhere\"", "unknown netns"),
+            ("range = \"198.18.0.0/24\"", "range = \"198.18.0.5/24\"", "give the network"),
+            ("exclude = [\"198.18.0.0/29\"]", "exclude = [\"198.18.2.0/29\"]", "outside the pool"),
+            ("exclude = [\"198.18.0.0/29\"]", "exclude = [\"198.18.0.0/30\"]", "198.18.0.4 (line"),
+            ("gateway = \"198.18.0.1\"", "gateway = \"198.18.1.1\"", "outside the pool"),
+            (
+                "parent = { netns = \"host-c\", name = \"eth0\", address = \"198.18.0.4/24\" }",
+                "parent = { netns = \"host-c\", name = \"eth0\" }",
+                "no address on etcd's subnet",
+            ),
+            (
+                "netns = \"c2\"\naddress = \"cluster\"",
+                "netns = \"c2\"\naddress = \"cluster\"\nkind = \"macvtap\"",
+                "needs kind = \"macvlan\"",
+            ),
+        ];
+        for (from, to, want) in cases {
+            assert!(CLUSTER.contains(from), "{from}");
+            let (l, m) = line_err(&CLUSTER.replacen(from, to, 1));
+            assert!(l > 0 && m.contains(want), "{to}: line {l}: {m}");
+        }
+        // [etcd] alone, and cluster children without the sections.
+        let start = CLUSTER.find("[pool]").unwrap();
+        let end = CLUSTER.find("[[child]]").unwrap();
+        let no_pool = format!("{}{}", &CLUSTER[..start], &CLUSTER[end..]);
+        let (_, m) = line_err(&no_pool);
+        assert!(m.contains("needs the lab's [etcd] and [pool]"), "{m}");
+        let (_, m) = line_err(&CLUSTER[..start]);
+        assert!(m.contains("[etcd] needs a [pool]"), "{m}");
+    }
+
+    #[test]
+    fn shared_switch_expectations() {
+        use crate::lab::expect::{endpoints, expect};
+        let mut t = parse(CLUSTER, "cluster.toml").unwrap();
+        for (i, c) in t.children.iter_mut().enumerate() {
+            c.address = Some(format!("198.18.0.{}/24", 20 + i).parse().unwrap());
+        }
+        let eps = endpoints(&t);
+        let ep = |l: &str| eps.iter().find(|e| e.label == l).unwrap();
+        let reach = |a: &str, b: &str| expect(&t, ep(a), ep(b)).reach;
+        assert!(reach("mac1@a1", "mac1@b1"));
+        assert!(reach("mac1@c1", "mac2@a2"));
+        assert!(reach("mac1@a1", "mac2@a2"));
+        assert!(reach("eth0@host-a", "mac1@b1"));
+        assert!(reach("sw0", "mac2@c2"));
+        assert!(!reach("eth0@host-a", "mac1@a1"));
+        // The same lab with three switches: hosts no longer meet.
+        let apart = CLUSTER
+            .replacen(
+                "lan = { netns = \"lan\", name = \"sw0\" }",
+                "lan = { netns = \"lan\", name = \"sw1\" }",
+                1,
+            )
+            .replacen(
+                "lan = { netns = \"lan\", name = \"sw0\" }",
+                "lan = { netns = \"lan\", name = \"sw2\" }",
+                1,
+            );
+        let mut t2 = parse(&apart, "apart.toml").unwrap();
+        assert_eq!(
+            t2.uplinks.iter().map(|u| u.segment).collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
+        for (i, c) in t2.children.iter_mut().enumerate() {
+            c.address = Some(format!("198.18.0.{}/24", 20 + i).parse().unwrap());
+        }
+        let eps2 = endpoints(&t2);
+        let ep2 = |l: &str| eps2.iter().find(|e| e.label == l).unwrap();
+        assert!(!expect(&t2, ep2("mac1@a1"), ep2("mac1@b1")).reach);
+    }
 }
