@@ -6,6 +6,7 @@
 //! half by the reference host-local and half by OUR host-local binary (cross-release).
 //! Afterwards the store holds only `lock`/`last_reserved_ip.N`, no link is left in any
 //! namespace, and /var/lib/cni/results has nothing of ours.
+//! The reference ADDs are paced by ours so they run alongside the whole of our run.
 //! Env: MVT_MIXED_OURS (default 1000), MVT_MIXED_REF (default 200).
 #![allow(clippy::unwrap_used)]
 
@@ -14,6 +15,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
@@ -147,13 +149,15 @@ fn mixed_ours_and_reference_host_local_through_macvlan() {
     // Phase 1: concurrent ADDs, all workers released together.
     let t0 = Instant::now();
     let barrier = Barrier::new(OUR_WORKERS + REF_WORKERS);
-    // When each side's last worker finished: the reference must finish before ours for
-    // the whole of its run to have overlapped ours.
+    // Our finished ADDs: the reference's ADD k waits for k/n_ref of ours, so its run
+    // spans ours instead of racing ahead (bounded wait).
+    let our_adds = AtomicUsize::new(0);
+    // When each side's last worker finished.
     let (mut ours_done, mut ref_done) = (Duration::ZERO, Duration::ZERO);
     let mut atts: Vec<Att> = std::thread::scope(|s| {
         let mut handles = Vec::new();
         for w in 0..OUR_WORKERS {
-            let barrier = &barrier;
+            let (barrier, our_adds) = (&barrier, &our_adds);
             // Worker w takes ADDs w, w+16, ...: n_ours in all.
             let mine: Vec<usize> = (w..n_ours).step_by(OUR_WORKERS).collect();
             handles.push(s.spawn(move || {
@@ -166,6 +170,7 @@ fn mixed_ours_and_reference_host_local_through_macvlan() {
                         let ifname = format!("n{i}");
                         let out = st.macvlan("ADD", &id, &ifname, w);
                         assert!(out.ok, "our ADD {id} failed: {} {}", out.stdout, out.stderr);
+                        our_adds.fetch_add(1, Ordering::Relaxed);
                         Att {
                             ip: first_ip(&out),
                             id,
@@ -178,13 +183,18 @@ fn mixed_ours_and_reference_host_local_through_macvlan() {
             }));
         }
         for r in 0..REF_WORKERS {
-            let (barrier, bin) = (&barrier, &reference_bin);
+            let (barrier, bin, our_adds) = (&barrier, &reference_bin, &our_adds);
             let mine: Vec<usize> = (r..n_ref).step_by(REF_WORKERS).collect();
             handles.push(s.spawn(move || {
                 barrier.wait();
                 let got = mine
                     .iter()
                     .map(|k| {
+                        let due = k * n_ours / n_ref.max(1);
+                        let deadline = Instant::now() + Duration::from_secs(30);
+                        while our_adds.load(Ordering::Relaxed) < due && Instant::now() < deadline {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
                         let id = format!("{}-r{k}", st.prefix);
                         let out = st.host_local(bin, "ADD", &id);
                         assert!(
