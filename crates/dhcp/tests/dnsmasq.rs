@@ -567,11 +567,29 @@ fn interrupted_acquisitions_are_released_on_restart() {
     assert!(log.contains("via=\"interface\""), "{log}");
     assert!(log.contains("via=\"uplink\""), "{log}");
     // Releasing is a send each, no waiting: the daemon answers as soon as without intents.
+    eprintln!("daemon answering {startup:?} after start, 2 intents and 1 gone lease released");
     assert!(startup < Duration::from_secs(3), "startup took {startup:?}");
     assert!(lab.plugin("DEL", keep).0);
     assert!(wait_for(Duration::from_secs(5), || lab
         .server_leases()
         .is_empty()));
+}
+
+/// Container `i` ADDed, the daemon SIGKILLed and restarted, and then (while it runs) its
+/// lease turned into an intent: what a release that failed leaves. Returns the address.
+fn intent_while_running(lab: &mut Lab, c: usize) -> String {
+    let addr = lab.add(c);
+    lab.kill_daemon(nix::sys::signal::Signal::SIGKILL);
+    let path = lab
+        .state
+        .join(macvnet_dhcp::store::file_name(&lab.client_id(c)));
+    let lease = std::fs::read(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    lab.start_daemon(&[]);
+    assert!(lab.server_lease_of(&addr).is_some());
+    std::fs::write(&path, lease).unwrap();
+    lab.lease_to_intent(c);
+    addr
 }
 
 /// DEL of an attachment whose acquisition left an intent (no lease) releases it.
@@ -582,26 +600,37 @@ fn del_releases_an_intent() {
     }
     let mut lab = Lab::running("dh-intdel");
     let c = lab.add_container("c");
-    let addr = lab.add(c);
-    lab.kill_daemon(nix::sys::signal::Signal::SIGKILL);
-    // Written while the daemon runs (restore would release it first).
-    let lease = lab.stored(c).unwrap();
-    std::fs::remove_file(
-        lab.state
-            .join(macvnet_dhcp::store::file_name(&lab.client_id(c))),
-    )
-    .unwrap();
-    lab.start_daemon(&[]);
-    assert!(lab.server_lease_of(&addr).is_some());
-    std::fs::write(
-        lab.state
-            .join(macvnet_dhcp::store::file_name(&lab.client_id(c))),
-        serde_json::to_vec(&lease).unwrap(),
-    )
-    .unwrap();
-    lab.lease_to_intent(c);
+    let addr = intent_while_running(&mut lab, c);
     assert!(!lab.plugin("CHECK", c).0, "an intent is no lease");
     let (ok, v) = lab.plugin("DEL", c);
+    assert!(ok, "{v}");
+    assert!(
+        wait_for(Duration::from_secs(5), || lab
+            .server_lease_of(&addr)
+            .is_none()),
+        "{:?}\n{}",
+        lab.server_leases(),
+        lab.daemon_log()
+    );
+    assert!(lab.state_files().is_empty(), "{:?}", lab.state_files());
+}
+
+/// GC releases the intent of an attachment not in `cni.dev/valid-attachments`.
+#[test]
+fn gc_releases_an_intent() {
+    if !can_run("gc_releases_an_intent") {
+        return;
+    }
+    let mut lab = Lab::running("dh-intgc");
+    let c = lab.add_container("c");
+    let addr = intent_while_running(&mut lab, c);
+    let conf = serde_json::json!({
+        "cniVersion": "1.1.0", "name": NETWORK, "type": "macvlan",
+        "ipam": {"type": "dhcp", "daemonSocketPath": lab.socket},
+        "cni.dev/valid-attachments": []
+    })
+    .to_string();
+    let (ok, v) = lab.plugin_with(BIN, "GC", c, &conf);
     assert!(ok, "{v}");
     assert!(
         wait_for(Duration::from_secs(5), || lab
