@@ -584,6 +584,7 @@ fn set(name: &str, words: &[String], global: &Global) -> CmdResult {
         txqlen: req.txqlen,
         netns: ns_fd.as_ref().map(|f| f.as_fd()),
         controller: None,
+        arp_notify: None,
     };
     h.set_link(link.index, &change)
         .with_context(|| format!("{C}: changing {name}"))?;

@@ -73,6 +73,9 @@ pub struct LinkChange<'a> {
     pub netns: Option<BorrowedFd<'a>>,
     /// Make a bridge port of this bridge ifindex (Some(0) = release).
     pub controller: Option<u32>,
+    /// IPv4 `arp_notify` of the link, set by netlink (IFLA_AF_SPEC) rather than
+    /// /proc/sys, whose path walk grows with the number of namespaces on the node.
+    pub arp_notify: Option<bool>,
 }
 
 /// Fold macvlan or macvtap info attributes (same layout, two Rust types) into [`MacvlanInfo`].

@@ -13,26 +13,23 @@ use crate::PluginError;
 /// How long IPv6 DAD may take before ADD fails (the reference's dadSettleTimeout).
 pub const DAD_SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// arp_notify and ndisc_notify = 1 for `ifname` in `ns`, so a moved or re-addressed
-/// container announces itself (gratuitous ARP / unsolicited NA when the link comes up).
-/// One namespace switch for both; failures are logged and ignored, as the reference does.
-pub fn set_notify(ns: &NetnsRef, ifname: &str) {
-    let v4 = format!("/proc/sys/net/ipv4/conf/{ifname}/arp_notify");
-    let v6 = format!("/proc/sys/net/ipv6/conf/{ifname}/ndisc_notify");
-    let res = nl::netns::run_in(ns, || {
-        [&v4, &v6]
-            .into_iter()
-            .filter_map(|p| std::fs::write(p, b"1").err().map(|e| format!("{p}: {e}")))
-            .collect::<Vec<_>>()
-    });
-    match res {
-        Ok(errs) => {
-            for e in errs {
-                tracing::debug!("sysctl {e}");
-            }
-        }
-        Err(e) => tracing::debug!("sysctls for {ifname}: {e}"),
+/// ndisc_notify = 1 for `ifname` in `ns`, so a moved or re-addressed container announces
+/// itself (unsolicited NA when the link comes up). IPv6 has no netlink knob for it, so this
+/// writes /proc/sys: called only when the result holds IPv6 addresses, since that path walk
+/// grows with the node's namespace count. Its IPv4 twin, arp_notify, rides on the rename
+/// (`LinkChange::arp_notify`). Failures are logged and ignored, as the reference does.
+pub fn set_ndisc_notify(ns: &NetnsRef, ifname: &str) {
+    let path = format!("/proc/sys/net/ipv6/conf/{ifname}/ndisc_notify");
+    match nl::netns::run_here(ns, || std::fs::write(&path, b"1")) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!("sysctl {path}: {e}"),
+        Err(e) => tracing::debug!("sysctl {path}: {e}"),
     }
+}
+
+/// Whether `result` holds an IPv6 address (then ndisc_notify is worth setting).
+pub fn has_ipv6(result: &CniResult) -> bool {
+    result.ips.iter().any(|ip| ip.address.addr().is_ipv6())
 }
 
 /// Set a link up.

@@ -285,7 +285,7 @@ pub fn add(req: &Request) -> Result<CniResult, PluginError> {
     // Resolved before any change, so a missing IPAM plugin leaves nothing to undo.
     let ipam = Ipam::resolve(req)?;
 
-    let mut cont = Handle::open(&ns).map_err(|e| netns_err(ns_path, e))?;
+    let mut cont = Handle::open_here(&ns).map_err(|e| netns_err(ns_path, e))?;
     let mut host = if conf.link_in_container {
         None
     } else {
@@ -351,6 +351,8 @@ pub fn add(req: &Request) -> Result<CniResult, PluginError> {
     let index = link.index;
     let rename = LinkChange {
         name: Some(req.ifname.clone()),
+        // With addresses coming, announce them when the link comes up (gratuitous ARP).
+        arp_notify: ipam.is_some().then_some(true),
         ..Default::default()
     };
     link_guard.handle().set_link(index, &rename).map_err(|e| {
@@ -391,7 +393,9 @@ pub fn add(req: &Request) -> Result<CniResult, PluginError> {
             }
             result.routes = r.routes;
             ipam_dns = r.dns;
-            attach::set_notify(&ns, &req.ifname);
+            if attach::has_ipv6(&result) {
+                attach::set_ndisc_notify(&ns, &req.ifname);
+            }
             attach::configure(link_guard.handle(), index, &req.ifname, &result)?;
             Some(guard)
         }
@@ -420,7 +424,7 @@ pub fn del(req: &Request) -> Result<(), PluginError> {
         return Ok(());
     };
     let ns = open_netns(ns_path)?;
-    let mut h = match Handle::open(&ns) {
+    let mut h = match Handle::open_here(&ns) {
         Ok(h) => h,
         Err(e) if e.is_not_found() => return Ok(()),
         Err(e) => return Err(netns_err(ns_path, e)),
@@ -460,7 +464,7 @@ pub fn check(req: &Request) -> Result<(), PluginError> {
     let conf = MacvlanConf::load(req)?;
     let ns_path = req.netns_path()?;
     let ns = open_netns(ns_path)?;
-    let mut cont = Handle::open(&ns).map_err(|e| netns_err(ns_path, e))?;
+    let mut cont = Handle::open_here(&ns).map_err(|e| netns_err(ns_path, e))?;
     if let Some(ipam) = Ipam::resolve(req)? {
         ipam.check(req)?;
     }

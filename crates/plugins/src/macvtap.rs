@@ -600,7 +600,7 @@ pub fn add(req: &Request) -> Result<CniResult, PluginError> {
     let ns = NetnsRef::Path(ns_path.to_path_buf());
     // Resolved before any change, so a missing IPAM plugin leaves nothing to undo.
     let ipam = Ipam::resolve(req)?;
-    let cont = Handle::open(&ns).map_err(|e| netns_err(ns_path, e))?;
+    let cont = Handle::open_here(&ns).map_err(|e| netns_err(ns_path, e))?;
 
     let (mut guard, link) = match &conf.source {
         Source::Master(m) => create_direct(req, &conf, m.as_deref(), &ns, ns_path, cont)?,
@@ -615,6 +615,7 @@ pub fn add(req: &Request) -> Result<CniResult, PluginError> {
             index,
             &LinkChange {
                 name: Some(req.ifname.clone()),
+                arp_notify: ipam.is_some().then_some(true),
                 ..Default::default()
             },
         )
@@ -685,7 +686,9 @@ pub fn add(req: &Request) -> Result<CniResult, PluginError> {
             }
             result.routes = r.routes;
             ipam_dns = r.dns;
-            attach::set_notify(&ns, &req.ifname);
+            if attach::has_ipv6(&result) {
+                attach::set_ndisc_notify(&ns, &req.ifname);
+            }
             attach::configure(&mut guard.handle, index, &req.ifname, &result)?;
             Some(g)
         }
@@ -743,7 +746,7 @@ pub fn del(req: &Request) -> Result<(), PluginError> {
         return Ok(());
     };
     let ns = NetnsRef::Path(ns_path.to_path_buf());
-    let mut h = match Handle::open(&ns) {
+    let mut h = match Handle::open_here(&ns) {
         Ok(h) => h,
         Err(e) if e.is_not_found() => return Ok(()),
         Err(e) => return Err(netns_err(ns_path, e)),
@@ -818,7 +821,7 @@ pub fn check(req: &Request) -> Result<(), PluginError> {
     let conf = MacvtapConf::load(req)?;
     let ns_path = req.netns_path()?;
     let ns = NetnsRef::Path(ns_path.to_path_buf());
-    let mut cont = Handle::open(&ns).map_err(|e| netns_err(ns_path, e))?;
+    let mut cont = Handle::open_here(&ns).map_err(|e| netns_err(ns_path, e))?;
     if let Some(ipam) = Ipam::resolve(req)? {
         ipam.check(req)?;
     }

@@ -63,6 +63,14 @@ fn differential_add_check_del_every_version() {
             );
             assert_eq!(res["interfaces"][0]["sandbox"], ns_path(&c));
             views.push(view(&c, "net1"));
+            // Both announce the address when the link comes up (ours sets it by netlink).
+            let arp = macvnet_netlink::sysctl::read(&c.ns, "net.ipv4.conf.net1.arp_notify");
+            assert_eq!(
+                arp.unwrap().trim(),
+                "1",
+                "{} {version}: arp_notify",
+                imp.name
+            );
             assert_eq!(store_ips(&data, NET), vec!["198.18.3.2".to_string()]);
             if version != "0.3.0" && version != "0.3.1" {
                 let check = run(
@@ -436,4 +444,59 @@ fn dns_from_config_and_ipam() {
         }
         run(&lab, &imp, &Call::new("DEL", Some(&ns_path(&c))), &conf).expect_ok();
     }
+}
+
+/// Dual stack: arp_notify (set by netlink with the rename) and ndisc_notify (written to
+/// /proc/sys only when there is an IPv6 address) are both on; IPv4-only leaves ndisc alone.
+#[test]
+fn dual_stack_sets_both_announce_sysctls() {
+    if !require("dual_stack_sets_both_announce_sysctls", false) {
+        return;
+    }
+    let lab = Lab::new("mvds");
+    let data = lab.data_dir("ds");
+    let conf = json!({
+        "cniVersion": "1.0.0", "name": NET, "type": "macvlan", "master": "eth0",
+        "ipam": {"type": "host-local", "dataDir": data,
+                 "ranges": [[{"subnet": "198.18.7.0/24"}], [{"subnet": "2001:db8:7::/64"}]]}
+    });
+    let c = lab.container("ds");
+    let add = run(&lab, &ours(), &Call::new("ADD", Some(&ns_path(&c))), &conf);
+    add.expect_ok();
+    let read = |k: &str| {
+        macvnet_netlink::sysctl::read(&c.ns, k)
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(read("net.ipv4.conf.net1.arp_notify"), "1");
+    assert_eq!(read("net.ipv6.conf.net1.ndisc_notify"), "1");
+    let v = view(&c, "net1");
+    assert!(v.addrs.iter().any(|a| a.starts_with("198.18.7.")), "{v:?}");
+    assert!(
+        v.addrs.iter().any(|a| a.starts_with("2001:db8:7::")),
+        "{v:?}"
+    );
+    run(&lab, &ours(), &Call::new("DEL", Some(&ns_path(&c))), &conf).expect_ok();
+
+    let v4 = conf_v4_only(&data);
+    let c4 = lab.container("v4");
+    run(&lab, &ours(), &Call::new("ADD", Some(&ns_path(&c4))), &v4).expect_ok();
+    let read4 = |k: &str| {
+        macvnet_netlink::sysctl::read(&c4.ns, k)
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(read4("net.ipv4.conf.net1.arp_notify"), "1");
+    assert_eq!(read4("net.ipv6.conf.net1.ndisc_notify"), "0");
+    run(&lab, &ours(), &Call::new("DEL", Some(&ns_path(&c4))), &v4).expect_ok();
+    assert!(link(&c4, "net1").is_none());
+}
+
+fn conf_v4_only(data: &std::path::Path) -> Value {
+    json!({
+        "cniVersion": "1.0.0", "name": NET, "type": "macvlan", "master": "eth0",
+        "ipam": {"type": "host-local", "dataDir": data, "subnet": "198.18.8.0/24"}
+    })
 }
