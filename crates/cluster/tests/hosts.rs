@@ -55,7 +55,7 @@ fn plugin_dir(test: &str) -> Option<PathBuf> {
 }
 
 /// lan (bridge br0 holding the etcd addresses), hosts h0..h2 (uplink eth0 = a br0 port), and
-/// FULL_PATH container namespaces per host. Dropping it deletes every namespace.
+/// FULL_PATH + 1 container namespaces per host (the last for a killed macvlan ADD). Dropping it deletes every namespace.
 struct Segment {
     // Field order: containers and hosts go first, the lan (with the bridge) last.
     containers: Vec<Vec<TestNs>>,
@@ -105,7 +105,7 @@ impl Segment {
             .unwrap();
             hosts.push(host);
             containers.push(
-                (0..FULL_PATH)
+                (0..=FULL_PATH)
                     .map(|k| TestNs::new(&format!("h{i}c{k}")).unwrap())
                     .collect(),
             );
@@ -132,6 +132,8 @@ struct Att {
     cid: String,
     /// Some(container ns path): through macvlan; None: IPAM only.
     netns: Option<String>,
+    /// SIGKILL its ADD process at a random moment.
+    kill: bool,
 }
 
 struct Env<'a> {
@@ -217,8 +219,8 @@ fn with_gc(v: &Value, valid: &[&Att]) -> Value {
     v
 }
 
-/// 3 hosts × 16 parallel workers, 1000 ADDs (12 of them real macvlans), random SIGKILLs of
-/// IPAM processes, the etcd leader killed after a third: no address twice, cross-host pings,
+/// 3 hosts × 16 parallel workers, 1000 ADDs (15 of them real macvlans), random SIGKILLs of
+/// IPAM processes and of one macvlan ADD per host, the etcd leader killed after a third: no address twice, cross-host pings,
 /// GC with the valid list leaves exactly the live attachments, DEL + GC leaves nothing.
 #[test]
 fn three_host_namespaces_on_one_bridge() {
@@ -244,19 +246,23 @@ fn three_host_namespaces_on_one_bridge() {
         confs: (0..HOSTS).map(|i| conf(&eps, i, &dirs[i].0)).collect(),
     };
 
-    // Work list: per host and worker, the first FULL_PATH workers start with a macvlan ADD.
+    // Work list: per host and worker, the first FULL_PATH + 1 workers start with a macvlan ADD.
     let mut plan: Vec<Vec<Vec<Att>>> = vec![vec![Vec::new(); WORKERS]; HOSTS];
     for (i, host_plan) in plan.iter_mut().enumerate() {
         let share = total / HOSTS + usize::from(i < total % HOSTS);
         for n in 0..share {
             let w = n % WORKERS;
             let k = n / WORKERS;
-            let netns = (k == 0 && w < FULL_PATH)
+            // Worker FULL_PATH's first macvlan ADD (in the host's spare container) is killed.
+            let netns = (k == 0 && w <= FULL_PATH)
                 .then(|| seg.containers[i][w].ns.path().display().to_string());
+            let kill =
+                netns.is_none() && rand::thread_rng().gen_bool(0.04) || (k == 0 && w == FULL_PATH);
             host_plan[w].push(Att {
                 host: i,
                 cid: format!("h{i}w{w}k{k}"),
                 netns,
+                kill,
             });
         }
     }
@@ -276,8 +282,9 @@ fn three_host_namespaces_on_one_bridge() {
                 s.spawn(move || {
                     for a in work {
                         let conf = &env.confs[a.host];
-                        // Kill about 4 % of the IPAM-only processes at a random moment.
-                        if a.netns.is_none() && rand::thread_rng().gen_bool(0.04) {
+                        // About 4 % of the IPAM-only processes and one macvlan ADD per host
+                        // die by SIGKILL at a random moment.
+                        if a.kill {
                             let mut ch = env.spawn("ADD", a, conf);
                             let ms = rand::thread_rng().gen_range(0..40);
                             std::thread::sleep(Duration::from_millis(ms));
@@ -408,6 +415,7 @@ fn three_host_namespaces_on_one_bridge() {
             host: i,
             cid: String::new(),
             netns: None,
+            kill: false,
         };
         env.call("GC", &gc, &with_gc(c, &valid)).unwrap();
     }
@@ -421,6 +429,13 @@ fn three_host_namespaces_on_one_bridge() {
         .collect();
     assert_eq!(live, want, "GC with the valid list");
     eprintln!("GC removed {leaked} records of killed ADDs");
+
+    let half_made = seg
+        .containers
+        .iter()
+        .filter(|cs| links(&cs[FULL_PATH]).len() > 1)
+        .count();
+    eprintln!("{half_made} of {HOSTS} killed macvlan ADDs left a link behind (DEL must remove it)");
 
     // The runtime DELs everything it tried (killed ADDs too), 16 at a time per host.
     let del_errors: Vec<String> = std::thread::scope(|s| {
@@ -446,6 +461,7 @@ fn three_host_namespaces_on_one_bridge() {
             host: i,
             cid: String::new(),
             netns: None,
+            kill: false,
         };
         env.call("GC", &gc, &with_gc(c, &[])).unwrap();
     }
