@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Regenerate crates/plugins/hot-symbols.txt: the functions the CNI plugins run in an
+# ADD, CHECK and DEL (macvlan and macvtap with in-process host-local, host-local and
+# static alone), recorded with valgrind's callgrind. scripts/link-ordered gathers them at
+# the start of .text, which keeps a plugin's resident set small (bench/README.md).
+# Run as root after dependency or toolchain updates: `bench/hot-symbols.sh`, then rebuild.
+# Everything happens in namespaces named mvhot-<pid>-*, removed on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install -y valgrind)" >&2; exit 1; }
+target="${CARGO_TARGET_DIR:-target}"
+cargo build --release --workspace -q
+bin="$target/release"
+p="mvhot-$$"
+work="$(mktemp -d)"
+cleanup() {
+    for n in host lan c1; do ip netns del "$p-$n" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+for n in host lan c1; do ip netns add "$p-$n"; done
+mkdir -p "$work/dev"
+ip link add eth0 netns "$p-host" type veth peer name up0 netns "$p-lan"
+ip -n "$p-host" link set eth0 up
+ip -n "$p-lan" link set up0 up
+
+ipam='{"type":"host-local","subnet":"198.18.96.0/24","dataDir":"'"$work"'/data"}'
+conf_of() {
+    case "$1" in
+    macvlan) echo '{"cniVersion":"1.0.0","name":"mvhot","type":"macvlan","master":"eth0","ipam":'"$ipam"'}' ;;
+    macvtap) echo '{"cniVersion":"1.0.0","name":"mvhot","type":"macvtap","master":"eth0","devDir":"'"$work"'/dev","ipam":'"$ipam"'}' ;;
+    host-local) echo '{"cniVersion":"1.0.0","name":"mvhot","ipam":'"$ipam"'}' ;;
+    static) echo '{"cniVersion":"1.0.0","name":"mvhot","ipam":{"type":"static","addresses":[{"address":"198.18.97.2/24"}]}}' ;;
+    esac
+}
+n=0
+for plugin in macvlan macvtap host-local static; do
+    conf="$(conf_of "$plugin")"
+    for cmd in ADD CHECK DEL; do
+        n=$((n + 1))
+        input="$conf"
+        if [ "$cmd" = CHECK ]; then
+            input="$(python3 -c 'import json,sys; c=json.loads(sys.argv[1]); c["prevResult"]=json.load(open(sys.argv[2])); print(json.dumps(c))' "$conf" "$work/result")"
+        fi
+        CNI_COMMAND=$cmd CNI_CONTAINERID="hot-$plugin" CNI_NETNS="/run/netns/$p-c1" CNI_IFNAME=net0 \
+            CNI_PATH="$bin" nsenter --net="/run/netns/$p-host" \
+            valgrind -q --tool=callgrind --demangle=no --callgrind-out-file="$work/cg.$n" \
+            "$bin/$plugin" <<<"$input" >"$work/out" || { echo "$plugin $cmd failed: $(cat "$work/out")" >&2; exit 1; }
+        [ "$cmd" = ADD ] && cp "$work/out" "$work/result"
+    done
+done
+# Executed functions ("fn=" records), first appearance first, without valgrind's own names.
+python3 - "$work"/cg.* >crates/plugins/hot-symbols.txt <<'PY'
+import re, sys
+seen, order = set(), []
+for path in sys.argv[1:]:
+    names = {}
+    for line in open(path):
+        m = re.match(r"^(c?fn)=\((\d+)\)(?: (.*))?$", line.rstrip("\n"))
+        if not m:
+            continue
+        kind, key, name = m.groups()
+        if name:
+            names[key] = re.sub(r"'\d+$", "", name)
+        name = names.get(key)
+        if kind == "fn" and name and " " not in name and not name.startswith("0x") and name not in seen:
+            seen.add(name)
+            order.append(name)
+print("\n".join(order))
+PY
+echo "$(wc -l <crates/plugins/hot-symbols.txt) functions in crates/plugins/hot-symbols.txt"
