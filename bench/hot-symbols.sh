@@ -25,8 +25,11 @@ ip -n "$p-host" link set eth0 up
 ip -n "$p-lan" link set up0 up
 
 ipam='{"type":"host-local","subnet":"198.18.96.0/24","dataDir":"'"$work"'/data"}'
+ranges='{"type":"host-local","ranges":[[{"subnet":"198.18.98.0/24"}],[{"subnet":"2001:db8:98::/64"}]],"routes":[{"dst":"0.0.0.0/0"}],"dataDir":"'"$work"'/data"}'
 conf_of() {
     case "$1" in
+    macvlan-ranges) echo '{"cniVersion":"1.0.0","name":"mvhot","type":"macvlan","master":"eth0","mode":"bridge","mtu":1400,"ipam":'"$ranges"',"dns":{"nameservers":["198.18.0.53"]}}' ;;
+    macvlan-l2) echo '{"cniVersion":"1.0.0","name":"mvhot","type":"macvlan","master":"eth0","mode":"bridge","ipam":{}}' ;;
     macvlan) echo '{"cniVersion":"1.0.0","name":"mvhot","type":"macvlan","master":"eth0","ipam":'"$ipam"'}' ;;
     macvtap) echo '{"cniVersion":"1.0.0","name":"mvhot","type":"macvtap","master":"eth0","devDir":"'"$work"'/dev","ipam":'"$ipam"'}' ;;
     host-local) echo '{"cniVersion":"1.0.0","name":"mvhot","ipam":'"$ipam"'}' ;;
@@ -34,18 +37,19 @@ conf_of() {
     esac
 }
 n=0
-for plugin in macvlan macvtap host-local static; do
-    conf="$(conf_of "$plugin")"
+for variant in macvlan macvlan-ranges macvlan-l2 macvtap host-local static; do
+    case "$variant" in macvlan-*) plugin=macvlan ;; *) plugin="$variant" ;; esac
+    conf="$(conf_of "$variant")"
     for cmd in ADD CHECK DEL; do
         n=$((n + 1))
         input="$conf"
         if [ "$cmd" = CHECK ]; then
             input="$(python3 -c 'import json,sys; c=json.loads(sys.argv[1]); c["prevResult"]=json.load(open(sys.argv[2])); print(json.dumps(c))' "$conf" "$work/result")"
         fi
-        CNI_COMMAND=$cmd CNI_CONTAINERID="hot-$plugin" CNI_NETNS="/run/netns/$p-c1" CNI_IFNAME=net0 \
+        CNI_COMMAND=$cmd CNI_CONTAINERID="hot-$variant" CNI_NETNS="/run/netns/$p-c1" CNI_IFNAME=net0 \
             CNI_PATH="$bin" nsenter --net="/run/netns/$p-host" \
             valgrind -q --tool=callgrind --demangle=no --callgrind-out-file="$work/cg.$n" \
-            "$bin/$plugin" <<<"$input" >"$work/out" || { echo "$plugin $cmd failed: $(cat "$work/out")" >&2; exit 1; }
+            "$bin/$plugin" <<<"$input" >"$work/out" || { echo "$variant $cmd failed: $(cat "$work/out")" >&2; exit 1; }
         [ "$cmd" = ADD ] && cp "$work/out" "$work/result"
     done
 done

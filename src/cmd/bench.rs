@@ -259,7 +259,7 @@ fn run_cni(a: CniArgs, global: &Global) -> CmdResult {
             "DEL p50",
             "p90",
             "p99",
-            "peak RSS KiB",
+            "ru_maxrss KiB",
         ]
         .map(String::from)
         .to_vec(),
@@ -320,8 +320,9 @@ fn run_cni(a: CniArgs, global: &Global) -> CmdResult {
         }
     }
     out.push_str(&format!(
-        "\npeak RSS above the floor, ours/reference: {}\n",
-        fmt_num(report.rss_above_floor_ratio)
+        "\nown peak RSS (VmHWM of the plugin at exit, traced; ADD and DEL): ours {} KiB, reference {} KiB\n\
+         (ru_maxrss above also counts the pages fork copied from this bench before exec: floor {} KiB)\n",
+        report.ours.own_peak_rss_kib, report.reference.own_peak_rss_kib, report.floor_rss_kib
     ));
     out.push_str("\ntargets:\n");
     for x in &report.targets {
