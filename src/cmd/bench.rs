@@ -320,8 +320,8 @@ fn run_cni(a: CniArgs, global: &Global) -> CmdResult {
         }
     }
     out.push_str(&format!(
-        "\nown peak RSS (VmHWM of the plugin at exit, traced; ADD and DEL): ours {} KiB, reference {} KiB\n\
-         (ru_maxrss above also counts the pages fork copied from this bench before exec: floor {} KiB)\n",
+        "\npeak RSS: the ru_maxrss column is the larger of the plugin and the pages fork copied from this\n\
+         bench before exec (floor {2} KiB). Traced (VmHWM at exit; reads higher): ours {0} KiB, reference {1} KiB\n",
         report.ours.own_peak_rss_kib, report.reference.own_peak_rss_kib, report.floor_rss_kib
     ));
     out.push_str("\ntargets:\n");
