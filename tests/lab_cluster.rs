@@ -7,12 +7,13 @@
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 
-use macvnet_netlink::{netns, testing::require_root};
+use macvnet_netlink::testing::require_root;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_macvnet");
+mod lab_support;
+
+use lab_support::{leftovers, text, Lab, BIN};
 
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/cluster.toml")
@@ -43,109 +44,11 @@ fn require(test: &str) -> bool {
     true
 }
 
-/// A private state dir; on drop it kills any etcd of ours (by pid) and removes any namespace
-/// of the macvnet pids it ran (a safety net: the tests assert none is left first).
-struct Lab {
-    dir: PathBuf,
-    pids: Vec<u32>,
-}
-
-impl Lab {
-    fn new(tag: &str) -> Lab {
-        let dir = std::env::temp_dir().join(format!("mvt-{}-labcluster-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Lab { dir, pids: vec![] }
-    }
-
-    fn run_env(&mut self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut cmd = Command::new(BIN);
-        cmd.args(args)
-            .env("MACVNET_STATE_DIR", &self.dir)
-            .env_remove("MACVNET_LOG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().unwrap();
-        self.pids.push(child.id());
-        child.wait_with_output().unwrap()
-    }
-
-    fn run(&mut self, args: &[&str]) -> Output {
-        self.run_env(args, &[])
-    }
-
-    /// pids of etcd processes whose command line names our state dir (not zombies).
-    fn our_etcds(&self) -> Vec<i32> {
-        let dir = self.dir.display().to_string();
-        let mut found = vec![];
-        for e in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&cmd);
-            let zombie = std::fs::read_to_string(e.path().join("stat"))
-                .map(|s| {
-                    s.rsplit_once(')')
-                        .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-                })
-                .unwrap_or(true);
-            if cmd.contains("etcd") && cmd.contains(&dir) && !zombie {
-                found.push(pid);
-            }
-        }
-        found
-    }
-
-    /// Files left in the state dir.
-    fn files(&self) -> Vec<String> {
-        std::fs::read_dir(&self.dir)
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect()
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for pid in self.our_etcds() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        for pid in &self.pids {
-            for n in leftovers(*pid) {
-                let _ = netns::del(&n, true);
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Namespaces created by the macvnet process `pid`.
-fn leftovers(pid: u32) -> Vec<String> {
-    let prefix = format!("mvlab-{pid}-");
-    netns::list()
-        .unwrap()
-        .into_iter()
-        .filter(|n| n.starts_with(&prefix))
-        .collect()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 fn assert_nothing_left(lab: &Lab) {
     for pid in &lab.pids {
         assert!(leftovers(*pid).is_empty(), "{:?}", leftovers(*pid));
     }
-    assert!(lab.our_etcds().is_empty(), "etcd still runs");
+    assert!(lab.our_daemons().is_empty(), "etcd still runs");
     assert!(
         lab.files().is_empty(),
         "left in the state dir: {:?}",
@@ -158,7 +61,7 @@ fn cluster_lab_runs_with_one_pool() {
     if !require("cluster_lab_runs_with_one_pool") {
         return;
     }
-    let mut lab = Lab::new("run");
+    let mut lab = Lab::new("labcluster", "run", "etcd");
     let f = example();
     let out = lab.run(&["-j", "lab", "run", f.to_str().unwrap()]);
     assert!(
@@ -213,7 +116,7 @@ fn cluster_lab_up_down_releases_and_stops_etcd() {
     if !require("cluster_lab_up_down_releases_and_stops_etcd") {
         return;
     }
-    let mut lab = Lab::new("updown");
+    let mut lab = Lab::new("labcluster", "updown", "etcd");
     let f = example();
     let f = f.to_str().unwrap();
     let out = lab.run(&["-j", "lab", "up", f]);
@@ -222,7 +125,7 @@ fn cluster_lab_up_down_releases_and_stops_etcd() {
     let daemons = st["daemons"].as_array().unwrap();
     assert_eq!(daemons.len(), 1, "{st}");
     let pid = daemons[0]["pid"].as_i64().unwrap() as i32;
-    assert_eq!(lab.our_etcds(), vec![pid]);
+    assert_eq!(lab.our_daemons(), vec![pid]);
     let allocs = st["allocations"].as_array().unwrap();
     assert_eq!(allocs.len(), 6);
     let hosts: HashSet<&str> = allocs.iter().map(|a| a["host"].as_str().unwrap()).collect();
@@ -246,7 +149,7 @@ fn cluster_lab_up_down_releases_and_stops_etcd() {
 /// Without etcd on PATH, `up` says what to install and creates nothing.
 #[test]
 fn cluster_lab_without_etcd_says_what_to_install() {
-    let mut lab = Lab::new("noetcd");
+    let mut lab = Lab::new("labcluster", "noetcd", "etcd");
     let f = example();
     let out = lab.run_env(
         &["lab", "up", f.to_str().unwrap()],
@@ -262,7 +165,7 @@ fn cluster_lab_without_etcd_says_what_to_install() {
 
 #[test]
 fn cluster_lab_validates_and_draws() {
-    let mut lab = Lab::new("validate");
+    let mut lab = Lab::new("labcluster", "validate", "etcd");
     let f = example();
     let out = lab.run(&["lab", "validate", f.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
