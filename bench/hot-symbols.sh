@@ -48,16 +48,30 @@ for variant in macvlan macvlan-ranges macvlan-l2 macvtap host-local static; do
         fi
         CNI_COMMAND=$cmd CNI_CONTAINERID="hot-$variant" CNI_NETNS="/run/netns/$p-c1" CNI_IFNAME=net0 \
             CNI_PATH="$bin" nsenter --net="/run/netns/$p-host" \
-            valgrind -q --tool=callgrind --demangle=no --callgrind-out-file="$work/cg.$n" \
+            valgrind -q --tool=callgrind --demangle=no --callgrind-out-file="$work/cg.$plugin.$n" \
             "$bin/$plugin" <<<"$input" >"$work/out" || { echo "$variant $cmd failed: $(cat "$work/out")" >&2; exit 1; }
         [ "$cmd" = ADD ] && cp "$work/out" "$work/result"
     done
 done
-# Executed functions ("fn=" records), first appearance first, without valgrind's own names.
-python3 - "$work"/cg.* >crates/plugins/hot-symbols.txt <<'PY'
-import re, sys
+# Executed functions ("fn=" records), first appearance first, without valgrind's own names;
+# written as "<name without its hash> <size in hex>": the hashes of Rust symbols change with
+# the checkout's path (cargo's metadata), their names and sizes do not.
+# Sizes per binary: thin LTO inlines differently in each, so one function's size differs.
+for b in macvlan macvtap host-local static; do nm -S --defined-only "$bin/$b" >"$work/sizes.$b"; done
+python3 - "$work" "$work"/cg.* >crates/plugins/hot-symbols.txt <<'PY'
+import os, re, sys
+unhash = lambda n: re.sub(r"\.llvm\.[0-9]+$", "", re.sub(r"17h[0-9a-f]+E(\.llvm\.[0-9]+)?$", "E", n))
+sizes = {}
 seen, order = set(), []
-for path in sys.argv[1:]:
+for path in sys.argv[2:]:
+    plugin = os.path.basename(path).split(".")[1]
+    if plugin not in sizes:
+        sizes[plugin] = {}
+        for line in open(os.path.join(sys.argv[1], "sizes." + plugin)):
+            f = line.split()
+            if len(f) == 4:
+                sizes[plugin][f[3]] = f[1].lstrip("0") or "0"
+    size = sizes[plugin]
     names = {}
     for line in open(path):
         m = re.match(r"^(c?fn)=\((\d+)\)(?: (.*))?$", line.rstrip("\n"))
@@ -67,9 +81,12 @@ for path in sys.argv[1:]:
         if name:
             names[key] = re.sub(r"'\d+$", "", name)
         name = names.get(key)
-        if kind == "fn" and name and " " not in name and not name.startswith("0x") and name not in seen:
-            seen.add(name)
-            order.append(name)
+        if kind != "fn" or not name or " " in name or name.startswith("0x") or name not in size:
+            continue
+        entry = f"{unhash(name)} {size[name]}"
+        if entry not in seen:
+            seen.add(entry)
+            order.append(entry)
 print("\n".join(order))
 PY
 echo "$(wc -l <crates/plugins/hot-symbols.txt) functions in crates/plugins/hot-symbols.txt"
