@@ -259,7 +259,7 @@ fn run_cni(a: CniArgs, global: &Global) -> CmdResult {
             "DEL p50",
             "p90",
             "p99",
-            "ru_maxrss KiB",
+            "ru_maxrss KiB p50/max",
         ]
         .map(String::from)
         .to_vec(),
@@ -278,7 +278,7 @@ fn run_cni(a: CniArgs, global: &Global) -> CmdResult {
                 format!("{} ms", fmt_num(l.del.p50_ms)),
                 fmt_num(l.del.p90_ms),
                 fmt_num(l.del.p99_ms),
-                l.peak_rss_kib.to_string(),
+                format!("{}/{}", l.rss_p50_kib, l.peak_rss_kib),
             ]);
         }
     }
