@@ -135,8 +135,6 @@ pub struct Report {
     /// /bin/true started the same way: the process-start floor.
     pub floor_p50_ms: f64,
     pub floor_rss_kib: i64,
-    /// Peak RSS minus the floor (what the fork before exec already attributes), ours/reference.
-    pub rss_above_floor_ratio: f64,
     pub ours: Side,
     pub reference: Side,
     pub targets: Vec<Target>,
@@ -613,8 +611,6 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     }
     drop(pool);
     let targets = targets(&ours, &refr);
-    let above = |s: &Side| (s.peak_rss_kib - floor_rss).max(1) as f64;
-    let rss_above_floor_ratio = above(&ours) / above(&refr);
     Ok(Report {
         machine,
         plugin: opts.plugin.clone(),
@@ -622,7 +618,6 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
         warmup: WARMUP,
         floor_p50_ms: quantile(&floor, 0.5),
         floor_rss_kib: floor_rss,
-        rss_above_floor_ratio,
         ours,
         reference: refr,
         targets,

@@ -54,27 +54,23 @@ impl Handle {
 
     /// A handle in `ns`, opened on a short-lived thread (the caller never moves).
     pub fn open(ns: &NetnsRef) -> Result<Handle> {
-        if *ns == NetnsRef::Current {
-            return Handle::current();
-        }
-        // A socket stays in the namespace it was created in.
-        let sock = crate::netns::run_in(ns, Socket::new)??;
-        Ok(Handle {
-            ns: ns.clone(),
-            sock,
-        })
+        Handle::open_with(ns, || crate::netns::run_in(ns, Socket::new))
     }
 
     /// A handle in `ns`, opened by moving the calling thread there and back
     /// (`netns::run_here`): cheaper than [`Handle::open`] for single-threaded processes.
     pub fn open_here(ns: &NetnsRef) -> Result<Handle> {
+        Handle::open_with(ns, || crate::netns::run_here(ns, Socket::new))
+    }
+
+    /// A socket stays in the namespace it was created in: `create` makes it inside `ns`.
+    fn open_with(ns: &NetnsRef, create: impl FnOnce() -> Result<Result<Socket>>) -> Result<Handle> {
         if *ns == NetnsRef::Current {
             return Handle::current();
         }
-        let sock = crate::netns::run_here(ns, Socket::new)??;
         Ok(Handle {
             ns: ns.clone(),
-            sock,
+            sock: create()??,
         })
     }
 

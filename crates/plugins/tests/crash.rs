@@ -116,24 +116,8 @@ impl Rig {
     }
 
     /// Run to the end (30 s bound); (success, stdout, stderr, killed by a signal).
-    fn finish(&self, mut child: Child) -> (bool, String, String, bool) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("plugin timed out");
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let out = child.wait_with_output().unwrap();
-        use std::os::unix::process::ExitStatusExt;
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-            out.status.signal().is_some(),
-        )
+    fn finish(&self, child: Child) -> (bool, String, String, bool) {
+        common::finish(child, Duration::from_secs(30), "plugin")
     }
 
     fn run(&self, bin: &Path, command: &str, id: &str, conf: &Value) -> (bool, String, String) {

@@ -106,24 +106,8 @@ impl Shared {
 }
 
 /// Wait (60 s bound); (success, stdout, stderr, killed by a signal).
-fn finish(mut child: Child) -> (bool, String, String, bool) {
-    use std::os::unix::process::ExitStatusExt;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("plugin timed out");
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        out.status.signal().is_some(),
-    )
+fn finish(child: Child) -> (bool, String, String, bool) {
+    common::finish(child, Duration::from_secs(60), "plugin")
 }
 
 fn worker(sh: &Shared, w: u64, cycles: u64, kill_permille: u64, seed: u64) {

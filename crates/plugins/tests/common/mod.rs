@@ -221,24 +221,37 @@ pub fn run_prog(
             "writing stdin: {e}"
         );
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
+    let (ok, stdout, stderr, _) = finish(
+        child,
+        Duration::from_secs(30),
+        &program.display().to_string(),
+    );
+    Outcome { ok, stdout, stderr }
+}
+
+/// Wait for a plugin, killing it after `limit`: (success, stdout, stderr, killed by a signal).
+pub fn finish(
+    mut child: std::process::Child,
+    limit: Duration,
+    what: &str,
+) -> (bool, String, String, bool) {
+    use std::os::unix::process::ExitStatusExt;
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{} timed out", program.display());
+            panic!("{what} timed out");
         }
-        std::thread::sleep(Duration::from_millis(2));
+        std::thread::sleep(Duration::from_millis(1));
     }
     let out = child.wait_with_output().unwrap();
-    Outcome {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.signal().is_some(),
+    )
 }
 
 pub fn run(lab: &Lab, imp: &Impl, call: &Call, conf: &Value) -> Outcome {
