@@ -240,10 +240,6 @@ fn master_err(master: &str, e: nl::Error) -> PluginError {
     }
 }
 
-fn open_netns(path: &Path) -> Result<NetnsRef, PluginError> {
-    Ok(NetnsRef::Path(path.to_path_buf()))
-}
-
 fn netns_err(path: &Path, source: nl::Error) -> PluginError {
     PluginError::Netns {
         path: path.display().to_string(),
@@ -280,7 +276,7 @@ fn merge_dns(conf: Option<&Dns>, ipam: &Dns) -> Dns {
 pub fn add(req: &Request) -> Result<CniResult, PluginError> {
     let conf = MacvlanConf::load(req)?;
     let ns_path = req.netns_path()?;
-    let ns = open_netns(ns_path)?;
+    let ns = NetnsRef::Path(ns_path.to_path_buf());
     let ns_fd = ns.open().map_err(|e| netns_err(ns_path, e))?;
     // Resolved before any change, so a missing IPAM plugin leaves nothing to undo.
     let ipam = Ipam::resolve(req)?;
@@ -423,7 +419,7 @@ pub fn del(req: &Request) -> Result<(), PluginError> {
     let Some(ns_path) = req.netns.as_deref() else {
         return Ok(());
     };
-    let ns = open_netns(ns_path)?;
+    let ns = NetnsRef::Path(ns_path.to_path_buf());
     let mut h = match Handle::open_here(&ns) {
         Ok(h) => h,
         Err(e) if e.is_not_found() => return Ok(()),
@@ -463,7 +459,7 @@ pub fn del(req: &Request) -> Result<(), PluginError> {
 pub fn check(req: &Request) -> Result<(), PluginError> {
     let conf = MacvlanConf::load(req)?;
     let ns_path = req.netns_path()?;
-    let ns = open_netns(ns_path)?;
+    let ns = NetnsRef::Path(ns_path.to_path_buf());
     let mut cont = Handle::open_here(&ns).map_err(|e| netns_err(ns_path, e))?;
     if let Some(ipam) = Ipam::resolve(req)? {
         ipam.check(req)?;
