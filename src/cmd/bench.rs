@@ -321,8 +321,12 @@ fn run_cni(a: CniArgs, global: &Global) -> CmdResult {
     }
     out.push_str(&format!(
         "\npeak RSS: the ru_maxrss column is the larger of the plugin and the pages fork copied from this\n\
-         bench before exec (floor {2} KiB). Traced (VmHWM at exit; reads higher): ours {0} KiB, reference {1} KiB\n",
-        report.ours.own_peak_rss_kib, report.reference.own_peak_rss_kib, report.floor_rss_kib
+         bench before exec (floor {2} KiB). The plugin's own, traced (VmHWM at exit, worst of {3} ADDs and\n\
+         DELs): ours {0} KiB, reference {1} KiB\n",
+        report.ours.own_peak_rss_kib,
+        report.reference.own_peak_rss_kib,
+        report.floor_rss_kib,
+        4 * cni::OWN_RSS_ROUNDS,
     ));
     out.push_str("\ntargets:\n");
     for x in &report.targets {

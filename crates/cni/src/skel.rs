@@ -205,6 +205,42 @@ pub trait Plugin {
 
 /// Run `plugin` as the process's main: environment, stdin and stdout of this process.
 pub fn run<P: Plugin>(plugin: &P, about: &str) -> ExitCode {
+    ExitCode::from(u8::try_from(run_status(plugin, about)).unwrap_or(1))
+}
+
+/// Define the C `main` of a plugin binary that is `#![no_main]`, running `$plugin` through
+/// [`run_status`]. Skipping Rust's runtime start matters for a process that lives a few
+/// milliseconds: it no longer parses /proc/self/maps (sscanf, locale tables) to find the
+/// main thread's stack guard, which was a sizeable part of a plugin's resident set.
+/// SIGPIPE is ignored as Rust's start would: a delegated IPAM plugin that exits without
+/// reading its stdin must give an error to undo, not kill the plugin halfway.
+#[macro_export]
+macro_rules! plugin_main {
+    ($plugin:expr, $about:expr) => {
+        #[no_mangle]
+        extern "C" fn main(
+            _argc: ::std::ffi::c_int,
+            _argv: *const *const ::std::ffi::c_char,
+        ) -> ::std::ffi::c_int {
+            $crate::skel::ignore_sigpipe();
+            $crate::skel::run_status(&$plugin, $about)
+        }
+    };
+}
+
+/// Ignore SIGPIPE, as Rust's own `main` does (see [`plugin_main!`]).
+pub fn ignore_sigpipe() {
+    // SAFETY: SIG_IGN installs no handler code; nothing else in the process touches SIGPIPE.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigIgn,
+        )
+    };
+}
+
+/// [`run`] returning the exit status (0 or 1) instead of an `ExitCode`.
+pub fn run_status<P: Plugin>(plugin: &P, about: &str) -> i32 {
     let env = Env::from_process();
     let stdin = std::io::stdin();
     let cmd = env.get_or_empty("CNI_COMMAND");
@@ -221,7 +257,9 @@ pub fn run<P: Plugin>(plugin: &P, about: &str) -> ExitCode {
         &mut std::io::stdout().lock(),
         &mut std::io::stderr(),
     );
-    ExitCode::from(u8::try_from(code).unwrap_or(1))
+    // stdout is a LineWriter; without Rust's runtime nothing flushes it at exit.
+    let _ = std::io::stdout().flush();
+    code
 }
 
 /// [`run`] on explicit inputs; returns the exit status (0 or 1).

@@ -1,13 +1,13 @@
 //! The `static` IPAM plugin.
+// A C main, not Rust's: see macvnet_cni::plugin_main.
+#![no_main]
 macvnet_plugins::plugin_note!("static");
 
-fn main() -> std::process::ExitCode {
-    macvnet_cni::skel::run(
-        &macvnet_ipam::StaticPlugin,
-        concat!(
-            "CNI static plugin (macvnet ",
-            env!("CARGO_PKG_VERSION"),
-            ")"
-        ),
+macvnet_cni::plugin_main!(
+    macvnet_ipam::StaticPlugin,
+    concat!(
+        "CNI static plugin (macvnet ",
+        env!("CARGO_PKG_VERSION"),
+        ")"
     )
-}
+);
