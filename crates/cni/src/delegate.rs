@@ -122,8 +122,18 @@ impl Delegate {
     /// ADD: the delegate's result, parsed from whatever version it printed. A result
     /// without `cniVersion` is taken to be the config's version (Go's `fixupResultVersion`).
     pub fn add(&self, plugin: &str, netconf: &[u8]) -> Result<CniResult, CniError> {
-        let stdout = self.exec(plugin, "ADD", netconf)?;
-        parse_delegate_result(netconf, &stdout)
+        self.add_or_failure(plugin, netconf).map_err(|f| f.error)
+    }
+
+    /// [`Delegate::add`], telling on failure whether the plugin may hold something of
+    /// this ADD (see [`AddFailure::may_hold`]).
+    pub fn add_or_failure(&self, plugin: &str, netconf: &[u8]) -> Result<CniResult, AddFailure> {
+        let stdout = self.run(plugin, "ADD", netconf)?;
+        // It succeeded, so it holds whatever it allocated, parsable or not.
+        parse_delegate_result(netconf, &stdout).map_err(|error| AddFailure {
+            error,
+            may_hold: true,
+        })
     }
 
     /// DEL.
@@ -150,8 +160,22 @@ impl Delegate {
     /// exit the error JSON it printed is returned as is (its code passed through); with
     /// no or unparsable output the error has code 0, as in Go's `pluginErr`.
     pub fn exec(&self, plugin: &str, command: &str, netconf: &[u8]) -> Result<Vec<u8>, CniError> {
-        let path = self.find(plugin)?;
-        let mut child = self.spawn(&path, command)?;
+        self.run(plugin, command, netconf).map_err(|f| f.error)
+    }
+
+    /// [`Delegate::exec`] with [`AddFailure::may_hold`] on failure.
+    fn run(&self, plugin: &str, command: &str, netconf: &[u8]) -> Result<Vec<u8>, AddFailure> {
+        // Not found or not started: it never ran.
+        let never_ran = |error| AddFailure {
+            error,
+            may_hold: false,
+        };
+        let died = |error| AddFailure {
+            error,
+            may_hold: true,
+        };
+        let path = self.find(plugin).map_err(never_ran)?;
+        let mut child = self.spawn(&path, command).map_err(never_ran)?;
         let deadline = Instant::now() + self.timeout;
 
         if let Some(mut stdin) = child.stdin.take() {
@@ -179,7 +203,7 @@ impl Delegate {
         while !(out_done && err_done) {
             let now = Instant::now();
             if now >= deadline {
-                return Err(kill_for_timeout(&mut child, &path, self.timeout));
+                return Err(died(kill_for_timeout(&mut child, &path, self.timeout)));
             }
             if exited.is_some_and(|(_, at)| now >= at + PIPE_GRACE) {
                 break;
@@ -199,7 +223,7 @@ impl Delegate {
         }
         let status = match exited {
             Some((st, _)) => st,
-            None => wait_bounded(&mut child, deadline, &path, self.timeout)?,
+            None => wait_bounded(&mut child, deadline, &path, self.timeout).map_err(died)?,
         };
         let take = |b: &Shared| {
             b.lock()
@@ -215,7 +239,11 @@ impl Delegate {
             }
             return Ok(stdout);
         }
-        Err(plugin_error(status, &stdout, &stderr))
+        let answered = status.code().is_some() && CniError::from_json(&stdout).is_ok();
+        Err(AddFailure {
+            error: plugin_error(status, &stdout, &stderr),
+            may_hold: !answered,
+        })
     }
 
     fn spawn(&self, path: &Path, command: &str) -> Result<Child, CniError> {
@@ -272,6 +300,19 @@ fn spawn_reader(
         let _ = tx.send(is_stdout);
     });
     shared
+}
+
+/// A failed delegated ADD.
+#[derive(Debug, Clone)]
+pub struct AddFailure {
+    pub error: CniError,
+    /// Whether the plugin may hold something of this ADD, so that the caller's undo
+    /// must run its DEL: true when it died, hung or printed nothing usable (or
+    /// succeeded with a result we could not parse). False when it never ran, or it
+    /// exited printing an error of its own: a plugin that refuses undoes its own work
+    /// (the reference plugins call no DEL then), and a DEL could release what the
+    /// attachment held before, such as the address host-local refused to duplicate.
+    pub may_hold: bool,
 }
 
 fn kill_for_timeout(child: &mut Child, path: &Path, timeout: Duration) -> CniError {

@@ -4,7 +4,6 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::time::Instant;
 
 use common::{conf, our_files, snapshot, TempDir};
 use macvnet_ipam::host_local::{self, Attachment, HostLocalConfig, StatusError};
@@ -297,7 +296,9 @@ fn resolv_conf_and_routes_in_result() {
     assert!(e.to_string().starts_with("open /nonexistent/mvt"), "{e}");
 }
 
-/// 1000 attachments: the last decile of ADDs is not slower than the first.
+/// 1000 attachments: no ADD but the first lists the directory or reads another
+/// entry, so the cost of an ADD does not grow with the store. (How long ADDs take
+/// is measured by `bench/hostlocal-deciles.sh`, not asserted here.)
 #[test]
 fn thousand_adds_stay_flat() {
     let t = TempDir::new("speed");
@@ -307,41 +308,15 @@ fn thousand_adds_stay_flat() {
         "1.0.0",
         r#","ranges":[[{"subnet":"198.18.0.0/20"}]]"#,
     );
-    let mut times = Vec::with_capacity(1000);
+    add(&c, "c0").unwrap();
     let scans = host_local::store::dir_scans_on_this_thread();
-    for i in 0..1000 {
-        let start = Instant::now();
+    let reads = host_local::store::entry_reads_on_this_thread();
+    for i in 1..1000 {
         add(&c, &format!("c{i}")).unwrap();
-        times.push(start.elapsed().as_secs_f64());
     }
-    let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
-    // Medians of the deciles resist scheduler noise better than means.
-    let median = |s: &[f64]| {
-        let mut v = s.to_vec();
-        v.sort_by(|a, b| a.total_cmp(b));
-        v[v.len() / 2]
-    };
-    let (first, last) = (&times[..100], &times[900..]);
-    let min = |s: &[f64]| s.iter().copied().fold(f64::INFINITY, f64::min);
-    eprintln!(
-        "first decile min {:.1} us median {:.1} us mean {:.1} us; last decile min {:.1} us median {:.1} us mean {:.1} us",
-        min(first) * 1e6,
-        median(first) * 1e6,
-        mean(first) * 1e6,
-        min(last) * 1e6,
-        median(last) * 1e6,
-        mean(last) * 1e6
-    );
-    // Structural: no ADD listed the directory (so none read other entries).
     assert_eq!(host_local::store::dir_scans_on_this_thread(), scans);
-    // Timing on a shared machine (other builds) is noisy: compare the floors,
-    // loosely. Reading 1000 entries per ADD would cost several milliseconds.
-    assert!(
-        min(last) < min(first) * 3.0 + 2e-3,
-        "last decile slowed down: {} vs {}",
-        min(last),
-        min(first)
-    );
+    // One read per ADD: the probe of its own marker.
+    assert_eq!(host_local::store::entry_reads_on_this_thread(), reads + 999);
     assert_eq!(snapshot(&t.path.join("n")).len(), 1002);
 }
 

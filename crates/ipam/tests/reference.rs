@@ -280,3 +280,68 @@ fn case_insensitive_keys_like_reference() {
     assert_eq!(rb["ips"][0]["address"], "198.18.7.40/24");
     assert_eq!(snapshot(&a.path.join("cs")), snapshot(&b.path.join("cs")));
 }
+
+/// Ours refuses a second address to an attachment the reference allocated, as the
+/// reference does: found by listing the directory on our first ADD, and from the
+/// list of entries without a marker after that; a reference ADD between two of
+/// ours makes the next one list the directory again. A quiet store is not listed.
+#[test]
+fn refuses_duplicates_of_reference_entries() {
+    if reference().is_none() {
+        return;
+    }
+    let t = TempDir::new("dup-ref");
+    let c = conf(
+        &t.path,
+        "d",
+        "1.0.0",
+        r#","ranges":[[{"subnet":"198.18.3.0/24"}]]"#,
+    );
+    let scans = host_local::store::dir_scans_on_this_thread;
+    theirs(&c, Op::Add("r1", "eth0", "")).unwrap();
+    let want = theirs(&c, Op::Add("r1", "eth0", "")).unwrap_err();
+    assert!(
+        want.contains("duplicate allocation is not allowed"),
+        "{want}"
+    );
+    assert_eq!(ours(&c, Op::Add("r1", "eth0", "")).unwrap_err(), want);
+
+    // Ours, then the reference right after one of ours: still refused.
+    for i in 0..5 {
+        ours(&c, Op::Add(&format!("o{i}"), "eth0", "")).unwrap();
+    }
+    theirs(&c, Op::Add("r2", "eth0", "")).unwrap();
+    let want2 = theirs(&c, Op::Add("r2", "eth0", "")).unwrap_err();
+    assert_eq!(ours(&c, Op::Add("r2", "eth0", "")).unwrap_err(), want2);
+    // Another interface of the same container is another attachment.
+    ours(&c, Op::Add("r2", "eth1", "")).unwrap();
+
+    // Nobody else writing: our ADDs list nothing, also after our DELs and a
+    // STATUS (which list the directory themselves, by design, but keep the stamp).
+    let before = scans();
+    for i in 5..25 {
+        ours(&c, Op::Add(&format!("o{i}"), "eth0", "")).unwrap();
+    }
+    assert_eq!(scans(), before, "an ADD listed a quiet store");
+    for i in 0..10 {
+        ours(&c, Op::Del(&format!("o{i}"), "eth0")).unwrap();
+    }
+    host_local::status(c.as_bytes()).unwrap();
+    let before = scans();
+    ours(&c, Op::Add("o99", "eth0", "")).unwrap();
+    assert_eq!(scans(), before, "our DEL or STATUS made the next ADD list");
+    // ...and still refuse the reference's attachments, from the list.
+    assert_eq!(ours(&c, Op::Add("r1", "eth0", "")).unwrap_err(), want);
+    assert_eq!(ours(&c, Op::Add("r2", "eth0", "")).unwrap_err(), want2);
+
+    // Once the reference releases one, ours may give it an address again.
+    theirs(&c, Op::Del("r1", "eth0")).unwrap();
+    ours(&c, Op::Add("r1", "eth0", "")).unwrap();
+    // Ours releasing the reference's r2 is seen as well.
+    ours(&c, Op::Del("r2", "eth0")).unwrap();
+    ours(&c, Op::Add("r2", "eth0", "")).unwrap();
+    // Every attachment holds exactly one address.
+    let files = ip_files(&t.path.join("d"));
+    let holders: BTreeSet<&[u8]> = files.iter().map(|(_, c)| c.as_slice()).collect();
+    assert_eq!(holders.len(), files.len(), "{files:?}");
+}

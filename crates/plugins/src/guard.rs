@@ -5,6 +5,8 @@ use macvnet_cni::Request;
 use macvnet_netlink::Handle;
 
 use crate::ipam::Ipam;
+use crate::PluginError;
+use macvnet_cni::CniResult;
 
 /// Owns the container-namespace handle and the link created in it; deletes the link
 /// on drop unless committed.
@@ -71,6 +73,22 @@ impl<'a> IpamGuard<'a> {
 
     pub fn commit(mut self) {
         self.committed = true;
+    }
+
+    /// Run the IPAM ADD with this undo armed before it starts (a killed or timed-out
+    /// IPAM may hold an address): on failure its DEL runs unless the IPAM cannot hold
+    /// anything of it (see [`Ipam::add`]).
+    pub fn add(ipam: &'a Ipam, req: &'a Request) -> Result<(Self, CniResult), PluginError> {
+        let guard = IpamGuard::new(ipam, req);
+        match ipam.add(req) {
+            Ok(r) => Ok((guard, r)),
+            Err(failure) => {
+                if !failure.may_hold {
+                    guard.commit();
+                }
+                Err(failure.error)
+            }
+        }
     }
 }
 

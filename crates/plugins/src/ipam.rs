@@ -55,6 +55,13 @@ enum Runner {
     Exec(Delegate),
 }
 
+/// A failed IPAM ADD (see [`Ipam::add`]).
+#[derive(Debug)]
+pub struct IpamAddFailure {
+    pub error: PluginError,
+    pub may_hold: bool,
+}
+
 /// The IPAM plugin of one request.
 #[derive(Debug, Clone)]
 pub struct Ipam {
@@ -101,10 +108,26 @@ impl Ipam {
         matches!(self.runner, Runner::InProcess(_))
     }
 
-    pub fn add(&self, req: &Request) -> Result<CniResult, PluginError> {
+    /// ADD; on failure, whether the IPAM may hold something of it (its DEL must undo).
+    /// Our in-process host-local and static roll back their own partial work. An exec'd
+    /// plugin that refused with an error of its own did too, as the reference assumes
+    /// (its DEL could release what the attachment held before: the address host-local
+    /// refuses to duplicate); one that died, hung or printed nothing may hold anything.
+    /// DHCP is undone always: its daemon may still complete a lease for a client that
+    /// gave up, and its DEL releases only a lease.
+    pub fn add(&self, req: &Request) -> Result<CniResult, IpamAddFailure> {
         match &self.runner {
-            Runner::InProcess(b) => Ok(b.plugin().add(req)?),
-            Runner::Exec(d) => Ok(d.add(&self.plugin, &req.stdin)?),
+            Runner::InProcess(b) => b.plugin().add(req).map_err(|e| IpamAddFailure {
+                error: e.into(),
+                may_hold: false,
+            }),
+            Runner::Exec(d) => {
+                d.add_or_failure(&self.plugin, &req.stdin)
+                    .map_err(|f| IpamAddFailure {
+                        error: f.error.into(),
+                        may_hold: f.may_hold || self.plugin == "dhcp",
+                    })
+            }
         }
     }
 

@@ -375,10 +375,9 @@ pub fn add(req: &Request) -> Result<CniResult, PluginError> {
     let mut ipam_dns = Dns::default();
     let ipam_guard = match &ipam {
         Some(ipam) => {
-            // Guard first: a failed (or killed) IPAM ADD may hold an address; its DEL runs
-            // while the link exists, so DHCP can still send its RELEASE.
-            let guard = IpamGuard::new(ipam, req);
-            let r = ipam.add(req)?;
+            // The undo is armed before the ADD; its DEL runs while the link exists, so
+            // DHCP can still send its RELEASE.
+            let (guard, r) = IpamGuard::add(ipam, req)?;
             macvnet_cni::failpoint!("macvlan::add::after_ipam");
             if r.ips.is_empty() {
                 return Err(PluginError::IpamNoIp);

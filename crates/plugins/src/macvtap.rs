@@ -672,10 +672,9 @@ pub fn add(req: &Request) -> Result<CniResult, PluginError> {
     let mut ipam_dns = Dns::default();
     let ipam_guard = match &ipam {
         Some(ipam) => {
-            // Guard first: a failed (or killed) IPAM ADD may hold an address; its DEL runs
-            // while the link exists, so DHCP can still send its RELEASE.
-            let g = IpamGuard::new(ipam, req);
-            let r = ipam.add(req)?;
+            // The undo is armed before the ADD; its DEL runs while the link exists, so
+            // DHCP can still send its RELEASE.
+            let (g, r) = IpamGuard::add(ipam, req)?;
             macvnet_cni::failpoint!("macvtap::add::after_ipam");
             if r.ips.is_empty() {
                 return Err(PluginError::IpamNoIp);

@@ -149,7 +149,7 @@ impl Rig {
         if let Ok(rd) = std::fs::read_dir(self.data.join(NET)) {
             for e in rd.filter_map(|e| e.ok()) {
                 let n = e.file_name().to_string_lossy().into_owned();
-                if n != "lock" && !n.starts_with("last_reserved_ip") {
+                if !is_store_bookkeeping(&n) {
                     let content = std::fs::read_to_string(e.path()).unwrap_or_default();
                     left.push(format!("store file {n} {content:?}"));
                 }

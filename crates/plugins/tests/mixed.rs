@@ -4,7 +4,8 @@
 //! store files, each file a distinct owner), the kernel shows each of our addresses on its
 //! link. Then DEL of all, again concurrently: ours by our macvlan, the reference's entries
 //! half by the reference host-local and half by OUR host-local binary (cross-release).
-//! Afterwards the store holds only `lock`/`last_reserved_ip.N`, no link is left in any
+//! Afterwards the store holds only its bookkeeping (`lock`, `last_reserved_ip.N`, our stamp),
+//! no link is left in any
 //! namespace, and /var/lib/cni/results has nothing of ours.
 //! The reference ADDs are paced by ours so they run alongside the whole of our run.
 //! Env: MVT_MIXED_OURS (default 1000), MVT_MIXED_REF (default 200).
@@ -109,12 +110,12 @@ fn results_of(prefix: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Store entries other than `lock` and `last_reserved_ip.N`.
+/// Store entries other than its bookkeeping (`lock`, `last_reserved_ip.N`, our stamp).
 fn foreign_entries(data: &Path) -> Vec<String> {
     store_files(data, NET)
         .into_iter()
         .map(|(n, _)| n)
-        .filter(|n| n != "lock" && !n.starts_with("last_reserved_ip."))
+        .filter(|n| !is_store_bookkeeping(n))
         .collect()
 }
 
@@ -279,6 +280,40 @@ fn mixed_ours_and_reference_host_local_through_macvlan() {
         }
     }
     assert_eq!(checked, n_ours);
+
+    // Ours refuses a second address to attachments the reference allocated while ours
+    // ran (found through the list of entries without our marker): by our host-local
+    // binary, and by our macvlan, which then deletes its link again.
+    let ref_sample: Vec<&Att> = atts.iter().filter(|a| a.ctr.is_none()).take(10).collect();
+    for a in &ref_sample {
+        let out = st.host_local(&our_host_local, "ADD", &a.id);
+        assert!(
+            !out.ok && out.stdout.contains("duplicate allocation is not allowed"),
+            "our host-local ADD of the reference's {}: {} {}",
+            a.id,
+            out.stdout,
+            out.stderr
+        );
+    }
+    if let Some(a) = ref_sample.first() {
+        let out = st.macvlan("ADD", &a.id, &a.ifname, 0);
+        assert!(
+            !out.ok && out.stdout.contains("duplicate allocation is not allowed"),
+            "our macvlan ADD of the reference's {}: {}",
+            a.id,
+            out.stdout
+        );
+        assert!(
+            !links(&st.ctrs[0]).contains(&a.ifname),
+            "refused macvlan ADD left {}",
+            a.ifname
+        );
+    }
+    assert_eq!(
+        store_ips(&st.data, NET).len(),
+        atts.len(),
+        "a refused ADD took an address"
+    );
 
     // Phase 2: DEL of all, concurrently. Reference entries alternate between the
     // reference's DEL and our host-local's DEL.

@@ -377,7 +377,13 @@ fn check_nothing_left(env: &PodmanEnv, cs: &[&Container]) {
     let store = env.ipam_dir.join(&env.net);
     let leases: Vec<String> = list_dir(&store)
         .into_iter()
-        .filter(|n| n != "lock" && !n.starts_with("last_reserved_ip."))
+        .filter(|n| {
+            // Bookkeeping, not leases: the lock, the hints, our stamp and foreign list.
+            n != "lock"
+                && !n.starts_with("last_reserved_ip.")
+                && n != ".macvnet-stamp"
+                && n != ".macvnet-foreign"
+        })
         .collect();
     assert!(
         leases.is_empty(),

@@ -172,7 +172,7 @@ fn store_entries(data: &Path) -> Vec<String> {
         .map(|rd| {
             rd.filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n != "lock" && !n.starts_with("last_reserved_ip"))
+                .filter(|n| !is_store_bookkeeping(n))
                 .collect()
         })
         .unwrap_or_default()

@@ -112,12 +112,16 @@ pub fn add(
             requested.push(*ip);
         }
     }
-    // Only scan for an existing allocation when our marker says there may be one.
-    let existing = if locked.may_hold(container_id, ifname) {
-        locked.get_by_id(container_id, ifname)?
-    } else {
-        Vec::new()
-    };
+    // Only scan for an existing allocation when our marker or the list of entries
+    // written by others says there may be one.
+    let hints = conf.ranges.len();
+    let foreign = locked.foreign(hints)?;
+    let existing =
+        if locked.may_hold(container_id, ifname) || foreign.may_hold(container_id, ifname) {
+            locked.get_by_id(container_id, ifname)?
+        } else {
+            Vec::new()
+        };
     let source = locked.prepare_source(container_id, ifname)?;
     macvnet_cni::failpoint!("host-local::add::after_source");
     let mut taken: Vec<IpAddr> = Vec::new();
@@ -155,6 +159,10 @@ pub fn add(
     }
     // Keep the marker while the attachment holds any address, old or new.
     locked.finish_source(&source, !taken.is_empty() || !existing.is_empty());
+    // A failed ADD leaves no file of its own; the next ADD lists the directory.
+    if outcome.is_ok() {
+        locked.stamp(&foreign, hints);
+    }
     outcome?;
     result.routes = conf.routes;
     Ok(result)
@@ -226,7 +234,14 @@ pub fn del(
     let store = open_store(&conf)?;
     let locked = store.lock(LOCK_TIMEOUT)?;
     macvnet_cni::failpoint!("host-local::del::after_lock");
-    Ok(locked.release_by_id(container_id, ifname, conf.ranges.len() >= 2)?)
+    let hints = conf.ranges.len();
+    let foreign = locked.foreign_if_current(hints);
+    let gone = locked.release_by_id(container_id, ifname, hints >= 2)?;
+    // Releasing an entry of the list changes it: the next ADD lists the directory.
+    if let Some(f) = foreign.filter(|f| !f.may_hold(container_id, ifname)) {
+        locked.stamp(&f, hints);
+    }
+    Ok(gone)
 }
 
 /// CHECK: the attachment holds at least one address (any range), like the reference.
@@ -297,6 +312,7 @@ pub fn gc_with(conf: &HostLocalConfig, valid: &[Attachment]) -> Result<GcReport,
             _ => report.other_files += 1,
         }
     }
+    locked.refresh_foreign(conf.ranges.len())?;
     Ok(report)
 }
 
@@ -305,7 +321,11 @@ pub fn status(conf_bytes: &[u8]) -> Result<(), StatusError> {
     let conf = HostLocalConfig::parse(conf_bytes, "")?;
     let store = Store::open(&conf.data_dir, &conf.name).map_err(StatusError::Unusable)?;
     let locked = store.lock(LOCK_TIMEOUT).map_err(StatusError::Unusable)?;
+    let foreign = locked.foreign_if_current(conf.ranges.len());
     locked.probe_writable().map_err(StatusError::Unusable)?;
+    if let Some(f) = foreign {
+        locked.stamp(&f, conf.ranges.len());
+    }
     let entries = locked.entries().map_err(StatusError::Unusable)?;
     for (index, set) in conf.ranges.iter().enumerate() {
         let used = entries

@@ -15,6 +15,9 @@
 //!   belongs to a dead process, and GC removes it.
 //! - DEL finds the address files of an attachment with a marker by the marker's
 //!   inode while listing, without opening any other entry (see `marker_links`).
+//! - Entries without a marker (the reference's) are listed in `.macvnet-foreign`,
+//!   kept current by `.macvnet-stamp`, so ADD refuses their attachments a second
+//!   address without listing the directory (see `foreign`).
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
@@ -25,6 +28,9 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
+
+mod foreign;
+pub use foreign::Foreign;
 
 use crate::types::canonical_ip;
 use macvnet_cni::validate::validate_network_name;

@@ -122,12 +122,13 @@ pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-/// Names of our helper files (markers/temps) in `dir`.
+/// Names of our per-attachment helper files (markers, temps) in `dir`; the
+/// store-wide `.macvnet-stamp` and `.macvnet-foreign` stay like `lock` does.
 pub fn our_files(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.starts_with(".macvnet-"))
+        .filter(|n| n.starts_with(".macvnet-") && n != ".macvnet-stamp" && n != ".macvnet-foreign")
         .collect();
     v.sort();
     v

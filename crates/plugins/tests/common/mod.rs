@@ -347,6 +347,15 @@ pub fn links(ns: &TestNs) -> Vec<String> {
         .collect()
 }
 
+/// Files a host-local store keeps once used, which hold no allocation: the lock, the
+/// round-robin hints, and our stamp and list of entries written by others.
+pub fn is_store_bookkeeping(name: &str) -> bool {
+    name == "lock"
+        || name.starts_with("last_reserved_ip.")
+        || name == ".macvnet-stamp"
+        || name == ".macvnet-foreign"
+}
+
 /// Address files in a host-local store (`<dir>/<network>/<ip>`).
 pub fn store_ips(data_dir: &Path, network: &str) -> Vec<String> {
     let mut out: Vec<String> = std::fs::read_dir(data_dir.join(network))
@@ -361,16 +370,29 @@ pub fn store_ips(data_dir: &Path, network: &str) -> Vec<String> {
     out
 }
 
-/// Every file of a store with its content (for byte comparisons).
+/// Every file of a store with its content (for byte comparisons); the directory
+/// times our stamp records read `dir <times>`.
 pub fn store_files(data_dir: &Path, network: &str) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = std::fs::read_dir(data_dir.join(network))
         .map(|rd| {
             rd.filter_map(|e| e.ok())
                 .map(|e| {
-                    (
-                        e.file_name().to_string_lossy().into_owned(),
-                        std::fs::read_to_string(e.path()).unwrap_or_default(),
-                    )
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let mut content = std::fs::read_to_string(e.path()).unwrap_or_default();
+                    if name == ".macvnet-stamp" {
+                        content = content
+                            .lines()
+                            .map(|l| {
+                                if l.starts_with("dir ") {
+                                    "dir <times>"
+                                } else {
+                                    l
+                                }
+                            })
+                            .map(|l| format!("{l}\n"))
+                            .collect();
+                    }
+                    (name, content)
                 })
                 .collect()
         })
