@@ -279,9 +279,21 @@ fn cni_small() {
             positive(d, &format!("{side} decile p50"));
         }
         positive(&s["decile_flatness"], &format!("{side} flatness"));
+        let dec = s["ipam_decile_add_p50_ms"].as_array().unwrap();
+        assert_eq!(dec.len(), 10);
+        for d in dec {
+            positive(d, &format!("{side} host-local alone decile p50"));
+        }
+        positive(
+            &s["ipam_decile_flatness"],
+            &format!("{side} host-local alone flatness"),
+        );
+        positive(&s["own_peak_rss_kib"], &format!("{side} own peak RSS"));
     }
+    // ADD, DEL, RSS (ru_maxrss and own), deciles (host-local alone and through the
+    // plugin), throughput.
     let targets = v["targets"].as_array().unwrap();
-    assert_eq!(targets.len(), 5, "{targets:?}");
+    assert_eq!(targets.len(), 7, "{targets:?}");
     for t in targets {
         assert!(t["met"].is_boolean() && t["value"].is_number(), "{t}");
     }

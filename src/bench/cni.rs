@@ -114,6 +114,9 @@ pub struct Side {
     /// ADD p50 (ms) of each tenth of the attachments, in order (host-local).
     pub decile_add_p50_ms: Vec<f64>,
     pub decile_flatness: f64,
+    /// The same for host-local run alone (no link): the IPAM's own growth with the store.
+    pub ipam_decile_add_p50_ms: Vec<f64>,
+    pub ipam_decile_flatness: f64,
     pub attachments: usize,
     pub teardown_del_p50_ms: f64,
 }
@@ -230,6 +233,9 @@ fn measure(mut cmd: std::process::Command, stdin: &[u8]) -> anyhow::Result<Sampl
         stdout,
     })
 }
+
+/// Network name of the host-local-alone phase (its own store under the side's dataDir).
+const IPAM_ALONE_NET: &str = "mvbench-ipam";
 
 fn conf(imp: &Impl, ipam: Ipam, plugin: &str) -> Vec<u8> {
     let ipam = match ipam {
@@ -380,6 +386,8 @@ fn side(name: &str, dir: &Path) -> Side {
         throughput: Vec::new(),
         decile_add_p50_ms: Vec::new(),
         decile_flatness: f64::NAN,
+        ipam_decile_add_p50_ms: Vec::new(),
+        ipam_decile_flatness: f64::NAN,
         attachments: 0,
         teardown_del_p50_ms: f64::NAN,
     }
@@ -598,13 +606,48 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
             }
         }
         res?;
+        // host-local alone, N attachments held in a store of its own: the IPAM's own
+        // flatness, without the kernel's link work (which grows with the siblings).
+        let mut ipam_adds = [Vec::with_capacity(n_att), Vec::with_capacity(n_att)];
+        let netns = pool.first().map(|c| c.ns.path());
+        for i in 0..n_att {
+            check()?;
+            let Some(netns) = &netns else { break };
+            let order = if i % 2 == 0 { [0, 1] } else { [1, 0] };
+            for k in order {
+                let imp = &imps[k];
+                let mut cf: serde_json::Value =
+                    serde_json::from_slice(&conf(imp, Ipam::HostLocal, "host-local"))?;
+                cf["name"] = IPAM_ALONE_NET.into();
+                let s = must(
+                    imp,
+                    "ADD",
+                    run_plugin(
+                        imp,
+                        "host-local",
+                        "ADD",
+                        &format!("mvbench-ipam-{i}"),
+                        netns,
+                        &serde_json::to_vec(&cf)?,
+                    )?,
+                )?;
+                ipam_adds[k].push(s.ms);
+            }
+        }
+        for imp in &imps {
+            // Bench data in our temp dir, no kernel state: removed, not DELed one by one.
+            let _ = std::fs::remove_dir_all(imp.data.join(IPAM_ALONE_NET));
+        }
+        let flatness = |d: &[f64]| match (d.first(), d.last()) {
+            (Some(f), Some(l)) if *f > 0.0 => l / f,
+            _ => f64::NAN,
+        };
         for (k, s) in [&mut ours, &mut refr].into_iter().enumerate() {
             s.attachments = adds[k].len();
             s.decile_add_p50_ms = deciles(&adds[k]);
-            s.decile_flatness = match (s.decile_add_p50_ms.first(), s.decile_add_p50_ms.last()) {
-                (Some(f), Some(l)) if *f > 0.0 => l / f,
-                _ => f64::NAN,
-            };
+            s.decile_flatness = flatness(&s.decile_add_p50_ms);
+            s.ipam_decile_add_p50_ms = deciles(&ipam_adds[k]);
+            s.ipam_decile_flatness = flatness(&s.ipam_decile_add_p50_ms);
             s.teardown_del_p50_ms = quantile(&dels[k], 0.5);
             s.peak_rss_kib = s.peak_rss_kib.max(rss[k]);
         }
@@ -767,6 +810,18 @@ fn targets(o: &Side, r: &Side) -> Vec<Target> {
             x,
             "<= 0.333",
             x <= 1.0 / 3.0,
+        );
+    }
+    if o.attachments > 0 && !o.ipam_decile_add_p50_ms.is_empty() {
+        let x = o.ipam_decile_flatness;
+        push(
+            &format!(
+                "ours last/first decile ADD p50, host-local alone, at {} attachments",
+                o.attachments
+            ),
+            x,
+            "<= 1.5",
+            x <= 1.5,
         );
     }
     if o.attachments > 0 {

@@ -318,6 +318,20 @@ fn run_cni(a: CniArgs, global: &Global) -> CmdResult {
                 fmt_num(s.teardown_del_p50_ms)
             ));
         }
+        out.push_str("host-local alone (no link), ADD p50 (ms) per tenth:\n");
+        for s in [&report.ours, &report.reference] {
+            let v: Vec<String> = s
+                .ipam_decile_add_p50_ms
+                .iter()
+                .map(|x| fmt_num(*x))
+                .collect();
+            out.push_str(&format!(
+                "{:10} {}  (last/first {})\n",
+                s.name,
+                v.join(" "),
+                fmt_num(s.ipam_decile_flatness)
+            ));
+        }
     }
     out.push_str(&format!(
         "\npeak RSS: the ru_maxrss column is the larger of the plugin and the pages fork copied from this\n\
