@@ -178,8 +178,59 @@ fn pidfd_open(pid: libc::pid_t) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
+/// `macvnet-bench-spawn` next to this program, when there: plugins are started through it so
+/// that their `ru_maxrss` is not floored by the copy fork makes of this bench (see that
+/// program's doc). Without it they are started directly.
+static SPAWNER: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+
+fn spawner() -> Option<&'static Path> {
+    SPAWNER
+        .get_or_init(|| {
+            let p = std::env::current_exe()
+                .ok()?
+                .with_file_name("macvnet-bench-spawn");
+            p.is_file().then_some(p)
+        })
+        .as_deref()
+}
+
+/// A command for `program` in `netns` with a clean environment (`env` added), and the
+/// report file the spawner will write (None when started directly).
+fn spawn_command(
+    netns: &nl::netns::NetnsRef,
+    program: &Path,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> anyhow::Result<(std::process::Command, Option<PathBuf>)> {
+    static REPORTS: AtomicUsize = AtomicUsize::new(0);
+    let (mut cmd, report) = match spawner() {
+        Some(sp) => {
+            let report = std::env::temp_dir().join(format!(
+                "mvbench-{}-report-{}",
+                std::process::id(),
+                REPORTS.fetch_add(1, Ordering::Relaxed)
+            ));
+            let mut cmd = std::process::Command::new(sp);
+            cmd.arg(&report).arg(netns.path()).arg(program);
+            (cmd, Some(report))
+        }
+        None => (
+            nl::netns::command_in(netns, &program.display().to_string())
+                .map_err(|e| anyhow!("{e}"))?,
+            None,
+        ),
+    };
+    cmd.env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .envs(env.iter().copied());
+    Ok((cmd, report))
+}
+
 /// Spawn `cmd`, feed `stdin`, reap with wait4 (bounded by a pidfd poll): wall time, peak RSS.
-fn measure(mut cmd: std::process::Command, stdin: &[u8]) -> anyhow::Result<Sample> {
+/// With a spawner `report`, both are the spawner's figures for the program it started.
+fn measure(
+    (mut cmd, report): (std::process::Command, Option<PathBuf>),
+    stdin: &[u8],
+) -> anyhow::Result<Sample> {
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
@@ -226,9 +277,22 @@ fn measure(mut cmd: std::process::Command, stdin: &[u8]) -> anyhow::Result<Sampl
         let _ = o.read_to_string(&mut stdout);
     }
     let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    let (mut ms, mut rss_kib) = (took.as_secs_f64() * 1000.0, ru.ru_maxrss);
+    if let Some(report) = report {
+        let text = std::fs::read_to_string(&report).unwrap_or_default();
+        let _ = std::fs::remove_file(&report);
+        let mut f = text.split_whitespace().map(str::parse::<i64>);
+        match (f.next(), f.next()) {
+            (Some(Ok(us)), Some(Ok(kib))) => {
+                ms = us as f64 / 1000.0;
+                rss_kib = kib;
+            }
+            _ => bail!("macvnet-bench-spawn wrote no report (status {status})"),
+        }
+    }
     Ok(Sample {
-        ms: took.as_secs_f64() * 1000.0,
-        rss_kib: ru.ru_maxrss,
+        ms,
+        rss_kib,
         ok,
         stdout,
     })
@@ -259,7 +323,25 @@ fn run_plugin(
     netns: &Path,
     conf: &[u8],
 ) -> anyhow::Result<Sample> {
-    measure(plugin_command(imp, plugin, command, id, netns)?, conf)
+    let prog = imp.dir.join(plugin);
+    let env = cni_env(imp, command, id, netns);
+    measure(spawn_command(&imp.host.ns, &prog, &env)?, conf)
+}
+
+/// The CNI environment of one call.
+fn cni_env<'a>(
+    imp: &'a Impl,
+    command: &'a str,
+    id: &'a str,
+    netns: &'a Path,
+) -> [(&'static str, &'a std::ffi::OsStr); 5] {
+    [
+        ("CNI_COMMAND", command.as_ref()),
+        ("CNI_CONTAINERID", id.as_ref()),
+        ("CNI_NETNS", netns.as_os_str()),
+        ("CNI_IFNAME", imp.ifname.as_ref()),
+        ("CNI_PATH", imp.dir.as_os_str()),
+    ]
 }
 
 /// The plugin of `imp`, to be started in its host namespace with the CNI environment.
@@ -274,12 +356,8 @@ fn plugin_command(
     let mut cmd = nl::netns::command_in(&imp.host.ns, &prog.display().to_string())
         .map_err(|e| anyhow!("{e}"))?;
     cmd.env_clear()
-        .env("CNI_COMMAND", command)
-        .env("CNI_CONTAINERID", id)
-        .env("CNI_NETNS", netns)
-        .env("CNI_IFNAME", imp.ifname)
-        .env("CNI_PATH", &imp.dir)
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .envs(cni_env(imp, command, id, netns));
     Ok(cmd)
 }
 
@@ -451,9 +529,10 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     let mut floor = Vec::new();
     let mut floor_rss = 0;
     for _ in 0..opts.n.min(50) {
-        let cmd =
-            nl::netns::command_in(&imps[0].host.ns, "/bin/true").map_err(|e| anyhow!("{e}"))?;
-        let s = measure(cmd, b"")?;
+        let s = measure(
+            spawn_command(&imps[0].host.ns, Path::new("/bin/true"), &[])?,
+            b"",
+        )?;
         floor.push(s.ms);
         floor_rss = floor_rss.max(s.rss_kib);
     }
@@ -697,7 +776,10 @@ fn throughput(
                     if super::interrupted() {
                         break;
                     }
-                    match run_plugin(imp, plugin, command, &format!("mvbench-par-{i}"), p, &cf) {
+                    // Started directly: a spawner's own start would count in the wall time.
+                    let id = format!("mvbench-par-{i}");
+                    let started = plugin_command(imp, plugin, command, &id, p);
+                    match started.and_then(|cmd| measure((cmd, None), &cf)) {
                         Ok(s) if s.ok => {}
                         Ok(s) => {
                             if let Ok(mut f) = failures.lock() {
@@ -784,8 +866,8 @@ fn targets(o: &Side, r: &Side) -> Vec<Target> {
         );
     }
     // ru_maxrss of the sequential runs: an upper bound of each plugin's own peak (it is the
-    // larger of the plugin and the fork's copy of this single-threaded bench). Later phases
-    // fork from a busier, multi-threaded bench, whose copy can exceed our plugin.
+    // larger of the plugin and the pages its fork copied: of macvnet-bench-spawn when there,
+    // else of this bench, whose copy can exceed our plugin).
     // The median run's peak, like the latency targets use p50; the worst run is printed too.
     let seq_p50 = |s: &Side| {
         let all: Vec<f64> = s

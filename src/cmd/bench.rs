@@ -334,9 +334,10 @@ fn run_cni(a: CniArgs, global: &Global) -> CmdResult {
         }
     }
     out.push_str(&format!(
-        "\npeak RSS: the ru_maxrss column is the larger of the plugin and the pages fork copied from this\n\
-         bench before exec (floor {2} KiB). The plugin's own, traced (VmHWM at exit, worst of {3} ADDs and\n\
-         DELs): ours {0} KiB, reference {1} KiB\n",
+        "\npeak RSS: the ru_maxrss column is the larger of the plugin and the pages its fork copied before\n\
+         exec (plugins start through macvnet-bench-spawn, a small process, when it is next to macvnet;\n\
+         floor {2} KiB: /bin/true started the same way). The plugin's own, traced (VmHWM at exit, worst\n\
+         of {3} ADDs and DELs): ours {0} KiB, reference {1} KiB\n",
         report.ours.own_peak_rss_kib,
         report.reference.own_peak_rss_kib,
         report.floor_rss_kib,
