@@ -9,7 +9,6 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use macvnet_netlink::testing::require_root;
-use serde_json::Value;
 
 mod lab_support;
 
@@ -63,14 +62,7 @@ fn cluster_lab_runs_with_one_pool() {
     }
     let mut lab = Lab::new("labcluster", "run", "etcd");
     let f = example();
-    let out = lab.run(&["-j", "lab", "run", f.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = lab.run_json(&["lab", "run", f.to_str().unwrap()]);
     assert_eq!(r["mismatches"], 0, "{r}");
     let cells = r["cells"].as_array().unwrap();
     // 1 switch + 3 parents + 6 children.
@@ -119,9 +111,7 @@ fn cluster_lab_up_down_releases_and_stops_etcd() {
     let mut lab = Lab::new("labcluster", "updown", "etcd");
     let f = example();
     let f = f.to_str().unwrap();
-    let out = lab.run(&["-j", "lab", "up", f]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let st: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let st = lab.run_json(&["lab", "up", f]);
     let daemons = st["daemons"].as_array().unwrap();
     assert_eq!(daemons.len(), 1, "{st}");
     let pid = daemons[0]["pid"].as_i64().unwrap() as i32;
@@ -134,9 +124,7 @@ fn cluster_lab_up_down_releases_and_stops_etcd() {
     // The plugin kept its records in etcd: `check` works off the state alone.
     let out = lab.run(&["lab", "check", f]);
     assert!(out.status.success(), "{}", text(&out.stdout));
-    let out = lab.run(&["-j", "lab", "down", f]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let down: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let down = lab.run_json(&["lab", "down", f]);
     // down DELeted every child through the plugin before stopping etcd, and read etcd back.
     assert_eq!(down["cluster_records_left"], 0, "{down}");
     assert_eq!(down["removed"].as_array().unwrap().len(), 10);

@@ -34,14 +34,7 @@ fn seed_dhcp_runs_with_leased_addresses() {
     }
     let mut lab = Lab::new("labdhcp", "run", "dnsmasq");
     let f = example();
-    let out = lab.run(&["-j", "lab", "run", f.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = lab.run_json(&["lab", "run", f.to_str().unwrap()]);
     // The seed's matrix: children reach each other and the gateway, not their parent.
     let names = ["gw0", "eth0", "mac1", "mac2"];
     let want = [

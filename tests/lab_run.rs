@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use macvnet_netlink::{netns, testing::require_root};
 
-const BIN: &str = env!("CARGO_BIN_EXE_macvnet");
+mod lab_support;
+use lab_support::{leftovers, text, BIN};
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
@@ -65,20 +66,6 @@ impl Drop for Lab {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// Namespaces created by the macvnet process `pid`.
-fn leftovers(pid: u32) -> Vec<String> {
-    let prefix = format!("mvlab-{pid}-");
-    netns::list()
-        .unwrap()
-        .into_iter()
-        .filter(|n| n.starts_with(&prefix))
-        .collect()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 fn run_example(name: &str) {

@@ -194,15 +194,29 @@ fn spawner() -> Option<&'static Path> {
         .as_deref()
 }
 
+/// How a program is started.
+#[derive(Clone, Copy)]
+enum Start {
+    /// Through the spawner when there, for its figures.
+    Spawned,
+    /// By this process: under ptrace, or where the spawner's own start would count.
+    Direct,
+}
+
 /// A command for `program` in `netns` with a clean environment (`env` added), and the
 /// report file the spawner will write (None when started directly).
 fn spawn_command(
     netns: &nl::netns::NetnsRef,
     program: &Path,
     env: &[(&str, &std::ffi::OsStr)],
+    start: Start,
 ) -> anyhow::Result<(std::process::Command, Option<PathBuf>)> {
     static REPORTS: AtomicUsize = AtomicUsize::new(0);
-    let (mut cmd, report) = match spawner() {
+    let spawner = match start {
+        Start::Spawned => spawner(),
+        Start::Direct => None,
+    };
+    let (mut cmd, report) = match spawner {
         Some(sp) => {
             let report = std::env::temp_dir().join(format!(
                 "mvbench-{}-report-{}",
@@ -323,9 +337,10 @@ fn run_plugin(
     netns: &Path,
     conf: &[u8],
 ) -> anyhow::Result<Sample> {
-    let prog = imp.dir.join(plugin);
-    let env = cni_env(imp, command, id, netns);
-    measure(spawn_command(&imp.host.ns, &prog, &env)?, conf)
+    measure(
+        plugin_command(imp, plugin, command, id, netns, Start::Spawned)?,
+        conf,
+    )
 }
 
 /// The CNI environment of one call.
@@ -351,14 +366,10 @@ fn plugin_command(
     command: &str,
     id: &str,
     netns: &Path,
-) -> anyhow::Result<std::process::Command> {
-    let prog = imp.dir.join(plugin);
-    let mut cmd = nl::netns::command_in(&imp.host.ns, &prog.display().to_string())
-        .map_err(|e| anyhow!("{e}"))?;
-    cmd.env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .envs(cni_env(imp, command, id, netns));
-    Ok(cmd)
+    start: Start,
+) -> anyhow::Result<(std::process::Command, Option<PathBuf>)> {
+    let env = cni_env(imp, command, id, netns);
+    spawn_command(&imp.host.ns, &imp.dir.join(plugin), &env, start)
 }
 
 /// Untimed rounds per IPAM mode for [`own_peak_rss`].
@@ -530,7 +541,12 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     let mut floor_rss = 0;
     for _ in 0..opts.n.min(50) {
         let s = measure(
-            spawn_command(&imps[0].host.ns, Path::new("/bin/true"), &[])?,
+            spawn_command(
+                &imps[0].host.ns,
+                Path::new("/bin/true"),
+                &[],
+                Start::Spawned,
+            )?,
             b"",
         )?;
         floor.push(s.ms);
@@ -608,8 +624,10 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
                 for (k, s) in [&mut ours, &mut refr].into_iter().enumerate() {
                     let imp = &imps[k];
                     let c = conf(imp, ipam, &opts.plugin);
-                    let (hwm, ok) =
-                        own_peak_rss(plugin_command(imp, &opts.plugin, command, &id, &c0)?, &c)?;
+                    let (hwm, ok) = own_peak_rss(
+                        plugin_command(imp, &opts.plugin, command, &id, &c0, Start::Direct)?.0,
+                        &c,
+                    )?;
                     if !ok {
                         bail!("{} {command} failed while measuring its RSS", imp.name);
                     }
@@ -778,8 +796,8 @@ fn throughput(
                     }
                     // Started directly: a spawner's own start would count in the wall time.
                     let id = format!("mvbench-par-{i}");
-                    let started = plugin_command(imp, plugin, command, &id, p);
-                    match started.and_then(|cmd| measure((cmd, None), &cf)) {
+                    let started = plugin_command(imp, plugin, command, &id, p, Start::Direct);
+                    match started.and_then(|cmd| measure(cmd, &cf)) {
                         Ok(s) if s.ok => {}
                         Ok(s) => {
                             if let Ok(mut f) = failures.lock() {

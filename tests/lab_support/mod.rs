@@ -50,6 +50,18 @@ impl Lab {
     }
 
     /// pids of live (not zombie) daemon processes whose command line names our state dir.
+    /// Run macvnet with `-j` first, assert it succeeded, and parse its JSON.
+    pub fn run_json(&mut self, args: &[&str]) -> serde_json::Value {
+        let out = self.run(&[&["-j"], args].concat());
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
     pub fn our_daemons(&self) -> Vec<i32> {
         let dir = self.dir.display().to_string();
         let mut found = vec![];

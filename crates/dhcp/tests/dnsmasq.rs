@@ -111,14 +111,7 @@ fn lease_obtained_renewed_on_link_and_released() {
     // DEL releases: the server forgets the lease, our state file is gone.
     let (ok, v) = lab.plugin("DEL", c);
     assert!(ok, "{v}");
-    assert!(
-        wait_for(Duration::from_secs(5), || lab
-            .server_lease_of(&addr)
-            .is_none()),
-        "dnsmasq still has {addr}: {:?}\n{}",
-        lab.server_leases(),
-        lab.dnsmasq_log()
-    );
+    lab.assert_released(&addr);
     assert!(lab.stored(c).is_none());
     assert!(!lab.plugin("CHECK", c).0);
     // DEL is idempotent.
@@ -188,9 +181,7 @@ fn daemon_sigkill_restart_keeps_and_renews_leases() {
     assert_eq!(renewed["grant"]["address"], addr.as_str());
     assert!(renewed["expiresAt"].as_u64().unwrap() > before);
     assert!(lab.plugin("DEL", keep).0);
-    assert!(wait_for(Duration::from_secs(5), || lab
-        .server_lease_of(&addr)
-        .is_none()));
+    lab.assert_released(&addr);
 }
 
 #[test]
@@ -299,14 +290,7 @@ fn gc_releases_invalid_attachments_and_gone_namespaces() {
     .to_string();
     let (ok, v) = lab.plugin_with(BIN, "GC", a, &conf);
     assert!(ok, "{v}");
-    assert!(
-        wait_for(Duration::from_secs(5), || lab
-            .server_lease_of(&addr_b)
-            .is_none()),
-        "{}\n{}",
-        lab.daemon_log(),
-        lab.dnsmasq_log()
-    );
+    lab.assert_released(&addr_b);
     assert!(lab.server_lease_of(&addr_a).is_some());
     assert!(lab.stored(b).is_none() && lab.stored(a).is_some());
     // STATUS answers while the daemon runs.
@@ -604,14 +588,7 @@ fn del_releases_an_intent() {
     assert!(!lab.plugin("CHECK", c).0, "an intent is no lease");
     let (ok, v) = lab.plugin("DEL", c);
     assert!(ok, "{v}");
-    assert!(
-        wait_for(Duration::from_secs(5), || lab
-            .server_lease_of(&addr)
-            .is_none()),
-        "{:?}\n{}",
-        lab.server_leases(),
-        lab.daemon_log()
-    );
+    lab.assert_released(&addr);
     assert!(lab.state_files().is_empty(), "{:?}", lab.state_files());
 }
 
@@ -632,13 +609,6 @@ fn gc_releases_an_intent() {
     .to_string();
     let (ok, v) = lab.plugin_with(BIN, "GC", c, &conf);
     assert!(ok, "{v}");
-    assert!(
-        wait_for(Duration::from_secs(5), || lab
-            .server_lease_of(&addr)
-            .is_none()),
-        "{:?}\n{}",
-        lab.server_leases(),
-        lab.daemon_log()
-    );
+    lab.assert_released(&addr);
     assert!(lab.state_files().is_empty(), "{:?}", lab.state_files());
 }

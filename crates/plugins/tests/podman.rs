@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use macvnet_netlink as nl;
 use nl::testing::{uplink_pair, TestNs};
 use serde_json::Value;
@@ -377,13 +379,7 @@ fn check_nothing_left(env: &PodmanEnv, cs: &[&Container]) {
     let store = env.ipam_dir.join(&env.net);
     let leases: Vec<String> = list_dir(&store)
         .into_iter()
-        .filter(|n| {
-            // Bookkeeping, not leases: the lock, the hints, our stamp and foreign list.
-            n != "lock"
-                && !n.starts_with("last_reserved_ip.")
-                && n != ".macvnet-stamp"
-                && n != ".macvnet-foreign"
-        })
+        .filter(|n| !common::is_store_bookkeeping(n))
         .collect();
     assert!(
         leases.is_empty(),

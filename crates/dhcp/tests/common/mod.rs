@@ -403,6 +403,20 @@ impl Lab {
         self.server_leases().into_iter().find(|l| l.2 == ip)
     }
 
+    /// Wait (5 s at most) until dnsmasq has forgotten the lease of `addr`; panic with the
+    /// server's leases and both logs otherwise.
+    pub fn assert_released(&self, addr: &str) {
+        assert!(
+            wait_for(Duration::from_secs(5), || self
+                .server_lease_of(addr)
+                .is_none()),
+            "dnsmasq still has {addr}: {:?}\n{}\n{}",
+            self.server_leases(),
+            self.daemon_log(),
+            self.dnsmasq_log()
+        );
+    }
+
     /// Our persisted lease of container `i`.
     pub fn stored(&self, i: usize) -> Option<Value> {
         let p = self

@@ -179,19 +179,25 @@ impl Locked<'_> {
     /// list. Call last, after every change of the operation. Best effort: a
     /// stamp that is missing or wrong only costs the next ADD a listing.
     pub fn stamp(&self, foreign: &Foreign, hints: usize) {
+        use std::os::unix::fs::{FileExt, OpenOptionsExt};
         let path = self.dir().join(STAMP_FILE);
-        // Creating the file moves the directory's times: before reading them.
-        if path.symlink_metadata().is_err() {
-            if let Err(e) = self.write_new(&path, "") {
-                tracing::warn!(path = %path.display(), error = %e, "create store stamp");
-                return;
-            }
-        }
-        let written = self
-            .stamp_text(hints, foreign.len())
-            .map(|text| self.overwrite_hint(&path, &text));
-        if !matches!(written, Some(Ok(()))) {
-            tracing::warn!(path = %path.display(), "write store stamp");
+        // Opened (created the first time) before the directory's times are read:
+        // creating it moves them.
+        let written = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+            .open(&path)
+            .and_then(|f| {
+                let text = self
+                    .stamp_text(hints, foreign.len())
+                    .ok_or_else(|| std::io::Error::other("cannot read the directory's state"))?;
+                f.write_all_at(text.as_bytes(), 0)?;
+                f.set_len(text.len() as u64)
+            });
+        if let Err(e) = written {
+            tracing::warn!(path = %path.display(), error = %e, "write store stamp");
             let _ = fs::remove_file(&path);
         }
     }
